@@ -1,0 +1,232 @@
+// One connection to one PostgreSQL node: logging in, running the reset queries, closing.
+#include "daemon/backend.hpp"
+
+#include <unistd.h>
+
+#include "daemon/auth/md5.hpp"
+#include "daemon/auth/scram_client.hpp"
+#include "daemon/proto/frame.hpp"
+#include "daemon/proto/writer.hpp"
+
+namespace splitpool::daemon {
+
+namespace {
+
+constexpr int32_t kAuthOk = 0;
+constexpr int32_t kAuthCleartext = 3;
+constexpr int32_t kAuthMd5 = 5;
+constexpr int32_t kAuthSasl = 10;
+constexpr int32_t kAuthSaslContinue = 11;
+constexpr int32_t kAuthSaslFinal = 12;
+constexpr uint32_t kMaxLoginMessage = 1 << 20;
+
+// The primary's message field ('M') of an ErrorResponse body, for the log.
+std::string error_message_of(const proto::Frame& f) {
+    proto::Reader r(f.body, f.body_size());
+    while (r.ok() && r.remaining() > 0) {
+        uint8_t field = r.byte();
+        if (field == 0) break;
+        std::string_view value = r.cstr();
+        if (field == 'M') return std::string(value);
+    }
+    return "unknown error";
+}
+
+// State of one login exchange; each method handles one message from the node.
+class Login {
+public:
+    Login(BackendConn& conn, const PasswordSource& source, LoginResult& result)
+        : conn_(conn), source_(source), result_(result) {}
+
+    // False when the login failed; result_ then says why.
+    bool on_auth_request(const proto::Frame& f, std::string& reply) {
+        proto::Reader r(f.body, f.body_size());
+        int32_t code = r.i32();
+        switch (code) {
+        case kAuthOk: return true;
+        case kAuthCleartext:
+            if (!need_password()) return false;
+            proto::put_password(reply, password_);
+            return true;
+        case kAuthMd5: {
+            std::string_view salt = r.bytes(4);
+            if (!r.ok() || !need_password()) return r.ok() ? false : fail("malformed md5 request from backend");
+            proto::put_password(reply, auth::pg_md5_password(password_, user_,
+                                                             reinterpret_cast<const unsigned char*>(salt.data())));
+            return true;
+        }
+        case kAuthSasl: return on_sasl_start(r, reply);
+        case kAuthSaslContinue: return on_sasl_continue(r, reply);
+        case kAuthSaslFinal: return on_sasl_final(r);
+        default:
+            return fail("backend requested an unsupported authentication method (code " + std::to_string(code) + ")",
+                        true);
+        }
+    }
+
+    void set_user(std::string user) { user_ = std::move(user); }
+
+    bool fail(std::string why, bool tell_client = false) {
+        result_.log_message = std::move(why);
+        if (tell_client || result_.client_error.empty())
+            proto::put_error(result_.client_error, "FATAL", proto::sqlstate::kInternalError,
+                             "could not log in to the database server", result_.log_message);
+        return false;
+    }
+
+private:
+    bool need_password() {
+        result_.used_password = true;
+        if (have_password_) return true;
+        if (!source_(password_, result_.client_error)) {
+            result_.log_message = "no password available for user \"" + user_ + "\"";
+            return false;
+        }
+        have_password_ = true;
+        return true;
+    }
+
+    bool on_sasl_start(proto::Reader& r, std::string& reply) {
+        bool offered = false;
+        for (std::string_view mech = r.cstr(); r.ok() && !mech.empty(); mech = r.cstr())
+            offered = offered || mech == "SCRAM-SHA-256";
+        if (!offered) return fail("backend offers no SASL mechanism splitpool supports", true);
+        if (!need_password()) return false;
+        scram_ = std::make_unique<auth::ScramClient>(auth::ScramClient::with_password(password_));
+        std::string first = scram_->client_first();
+        proto::Writer(reply).begin('p').cstr("SCRAM-SHA-256").i32(int32_t(first.size())).bytes(first).finish();
+        return true;
+    }
+
+    bool on_sasl_continue(proto::Reader& r, std::string& reply) {
+        if (!scram_) return fail("unexpected SASL continue from backend", true);
+        std::string error;
+        std::string final_message;
+        if (!scram_->handle_server_first(r.bytes(r.remaining()), final_message, &error))
+            return fail("SCRAM exchange with backend failed: " + error, true);
+        proto::Writer(reply).begin('p').bytes(final_message).finish();
+        return true;
+    }
+
+    bool on_sasl_final(proto::Reader& r) {
+        std::string error;
+        if (!scram_ || !scram_->verify_server_final(r.bytes(r.remaining()), &error))
+            return fail("backend's SCRAM server signature is invalid: " + error, true);
+        return true;
+    }
+
+    BackendConn& conn_;
+    const PasswordSource& source_;
+    LoginResult& result_;
+    std::string user_;
+    std::string password_;
+    bool have_password_ = false;
+    std::unique_ptr<auth::ScramClient> scram_;
+};
+
+}  // namespace
+
+BackendConn::~BackendConn() {
+    if (fd >= 0) {
+        // Terminate lets the server end the session cleanly instead of logging an EOF.
+        static const char kTerminate[] = {'X', 0, 0, 0, 4};
+        ssize_t ignored = ::write(fd, kTerminate, sizeof kTerminate);
+        (void)ignored;
+        ::close(fd);
+    }
+}
+
+void merge_parameter_status(ParamList& params, const char* body, size_t size) {
+    proto::Reader r(body, size);
+    std::string name(r.cstr());
+    std::string value(r.cstr());
+    if (!r.ok()) return;
+    for (auto& [k, v] : params)
+        if (k == name) {
+            v = std::move(value);
+            return;
+        }
+    params.emplace_back(std::move(name), std::move(value));
+}
+
+LoginResult backend_login(const BackendAddress& address, const proto::StartupMessage& startup,
+                          const PasswordSource& password_source, io::Deadline deadline) {
+    LoginResult result;
+    auto conn = std::make_unique<BackendConn>();
+    conn->node = address.node;
+    conn->created_ms = io::now_ms();
+    Login login(*conn, password_source, result);
+    login.set_user(startup.user());
+    std::string error;
+    conn->fd = io::connect_to(address.host, address.port, address.connect_timeout_ms, &error);
+    if (conn->fd < 0) {
+        login.fail(error, true);
+        return result;
+    }
+    std::string out;
+    proto::put_startup(out, startup);
+    for (;;) {
+        if (!out.empty() && io::write_all(conn->fd, out, deadline) != io::IoStatus::Ok) {
+            login.fail("could not send to backend", true);
+            return result;
+        }
+        out.clear();
+        proto::Frame f;
+        io::IoStatus st = io::read_frame(conn->fd, conn->in, f, kMaxLoginMessage, deadline);
+        if (st != io::IoStatus::Ok) {
+            login.fail(st == io::IoStatus::Timeout ? "timeout while logging in to backend"
+                                                   : "backend closed the connection during login", true);
+            return result;
+        }
+        switch (f.type) {
+        case 'R':
+            if (!login.on_auth_request(f, out)) return result;
+            break;
+        case 'E':
+            result.client_error.assign(conn->in.data(), f.size());
+            result.log_message = error_message_of(f);
+            return result;
+        case 'S': merge_parameter_status(result.params, f.body, f.body_size()); break;
+        case 'K': {
+            proto::Reader r(f.body, f.body_size());
+            conn->pid = r.i32();
+            conn->secret = static_cast<uint32_t>(r.i32());
+            break;
+        }
+        case 'Z':
+            conn->tx_status = f.body_size() ? f.body[0] : 'I';
+            conn->in.consume(f.size());
+            result.conn = std::move(conn);
+            return result;
+        case 'N': break;  // a notice during login is of no use to the client
+        default: login.fail(std::string("unexpected message type '") + f.type + "' during login", true); return result;
+        }
+        conn->in.consume(f.size());
+    }
+}
+
+bool run_reset_queries(BackendConn& conn, const std::vector<std::string>& queries, ParamList& params,
+                       io::Deadline deadline) {
+    if (queries.empty()) return conn.tx_status == 'I';
+    std::string out;
+    for (const auto& q : queries) proto::put_query(out, q);
+    if (io::write_all(conn.fd, out, deadline) != io::IoStatus::Ok) return false;
+    size_t pending = queries.size();
+    bool failed = false;
+    while (pending > 0) {
+        proto::Frame f;
+        if (io::read_frame(conn.fd, conn.in, f, proto::kMaxMessageLength, deadline) != io::IoStatus::Ok) return false;
+        if (f.type == 'Z') {
+            --pending;
+            conn.tx_status = f.body_size() ? f.body[0] : 'I';
+        } else if (f.type == 'S') {
+            merge_parameter_status(params, f.body, f.body_size());
+        } else if (f.type == 'E') {
+            failed = true;
+        }
+        conn.in.consume(f.size());
+    }
+    return !failed && conn.tx_status == 'I' && conn.in.empty();
+}
+
+}  // namespace splitpool::daemon

@@ -1,0 +1,66 @@
+// One connection to one PostgreSQL node: logging in, running the reset queries, closing.
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "daemon/io/buffer.hpp"
+#include "daemon/io/conn.hpp"
+#include "daemon/proto/startup.hpp"
+
+namespace splitpool::daemon {
+
+using ParamList = std::vector<std::pair<std::string, std::string>>;
+
+struct BackendConn {
+    int node = -1;
+    int fd = -1;
+    int32_t pid = 0;        // from BackendKeyData: identifies and cancels this connection's work
+    uint32_t secret = 0;
+    char tx_status = 'I';   // from the last ReadyForQuery
+    int64_t created_ms = 0;
+    io::Buffer in;          // bytes read from the node, not yet relayed
+
+    BackendConn() = default;
+    BackendConn(const BackendConn&) = delete;
+    BackendConn& operator=(const BackendConn&) = delete;
+    ~BackendConn();
+};
+
+// Where to connect and how long to wait.
+struct BackendAddress {
+    int node = 0;
+    std::string host;
+    int port = 0;
+    int connect_timeout_ms = 10000;
+};
+
+// Called when the node asks for a password. Fills `password` and returns true, or returns false
+// after putting the ErrorResponse for the client into `client_error`.
+using PasswordSource = std::function<bool(std::string& password, std::string& client_error)>;
+
+struct LoginResult {
+    std::unique_ptr<BackendConn> conn;  // set on success
+    ParamList params;                   // ParameterStatus values the node reported
+    bool used_password = false;         // the node asked for a password (the client must give one on reuse)
+    std::string client_error;           // ErrorResponse bytes for the client on failure
+    std::string log_message;            // why it failed, for the log (never contains a password)
+};
+
+// Connects and logs in; blocks until done or the deadline (the child serves one client, and this
+// is its setup phase). The node's own ErrorResponse is passed on to the client unchanged.
+LoginResult backend_login(const BackendAddress& address, const proto::StartupMessage& startup,
+                          const PasswordSource& password_source, io::Deadline deadline);
+
+// Runs each reset query (ABORT, DISCARD ALL, ...) and reads to ReadyForQuery. False when the
+// connection should be dropped rather than pooled; ParameterStatus changes are merged into params.
+bool run_reset_queries(BackendConn& conn, const std::vector<std::string>& queries, ParamList& params,
+                       io::Deadline deadline);
+
+// Records a ParameterStatus ('S') body into params, replacing an earlier value of the same name.
+void merge_parameter_status(ParamList& params, const char* body, size_t size);
+
+}  // namespace splitpool::daemon

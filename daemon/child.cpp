@@ -1,0 +1,171 @@
+// A preforked child: waits for a client on the shared listening sockets, serves it, keeps its
+// backend connection sets for the next client, and exits when told to or when it is worn out.
+#include "daemon/child.hpp"
+
+#include <ev.h>
+#include <openssl/rand.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <csignal>
+#include <cerrno>
+#include <ctime>
+
+#include "daemon/backend_pool.hpp"
+#include "daemon/io/conn.hpp"
+#include "daemon/log.hpp"
+#include "daemon/session.hpp"
+
+namespace splitpool::daemon {
+namespace {
+
+// Signal handlers can only reach file-level state; they set a flag and wake the loop
+// (ev_async_send is async-signal-safe), and everything else happens in normal code.
+volatile sig_atomic_t g_smart_stop = 0;
+volatile sig_atomic_t g_fast_stop = 0;
+volatile sig_atomic_t g_reload = 0;
+struct ev_loop* g_loop = nullptr;
+ev_async g_wakeup;
+
+void on_signal(int sig) {
+    int saved = errno;
+    if (sig == SIGTERM) g_smart_stop = 1;
+    if (sig == SIGINT) g_fast_stop = 1;
+    if (sig == SIGHUP) g_reload = 1;
+    if (sig == SIGQUIT) _exit(1);  // immediate: no cleanup, as PostgreSQL's quickdie
+    if (g_loop) ev_async_send(g_loop, &g_wakeup);
+    errno = saved;
+}
+
+void install_signals() {
+    struct sigaction sa {};
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    sa.sa_flags = 0;  // no SA_RESTART: a blocking poll() must see EINTR and check the flags
+    for (int sig : {SIGTERM, SIGINT, SIGHUP, SIGQUIT}) sigaction(sig, &sa, nullptr);
+    signal(SIGPIPE, SIG_IGN);
+    signal(SIGCHLD, SIG_DFL);
+    sigset_t all;
+    sigemptyset(&all);
+    sigprocmask(SIG_SETMASK, &all, nullptr);  // the parent blocks these for sigtimedwait
+}
+
+class Child {
+public:
+    static void on_wakeup(struct ev_loop* loop, ev_async*, int) { ev_break(loop, EVBREAK_ALL); }
+
+    Child(Config config, shm::StatusTable& table, int slot, const std::vector<int>& listen_fds)
+        : config_(std::move(config)), table_(table), slot_(slot), pool_(config_.max_pool) {
+        watchers_.resize(listen_fds.size());
+        for (size_t i = 0; i < listen_fds.size(); ++i) {
+            ev_io_init(&watchers_[i], on_listen, listen_fds[i], EV_READ);
+            watchers_[i].data = this;
+        }
+        ev_timer_init(&tick_, on_tick, 1., 1.);
+        tick_.data = this;
+        unsigned char salt[16];
+        RAND_bytes(salt, sizeof salt);
+        digest_salt_.assign(reinterpret_cast<char*>(salt), sizeof salt);
+        idle_since_ms_ = io::now_ms();
+    }
+
+    void run() {
+        while (!g_smart_stop && !g_fast_stop && !worn_out_) {
+            if (g_reload) reload();
+            wait_for_client();
+            if (accepted_fd_ >= 0) serve(std::exchange(accepted_fd_, -1));
+        }
+        pool_.clear();
+    }
+
+private:
+    static void on_listen(struct ev_loop* loop, ev_io* w, int) {
+        auto* self = static_cast<Child*>(w->data);
+        int fd = accept4(w->fd, nullptr, nullptr, SOCK_CLOEXEC);
+        if (fd < 0) return;  // another child won the race (EAGAIN), or a transient error
+        self->accepted_fd_ = fd;
+        ev_break(loop, EVBREAK_ALL);
+    }
+
+    static void on_tick(struct ev_loop* loop, ev_timer* w, int) {
+        auto* self = static_cast<Child*>(w->data);
+        int64_t now = io::now_ms();
+        self->pool_.expire(now, self->config_.connection_life_time);
+        // child_life_time only retires children that served someone, as pgpool does.
+        int life = self->config_.child_life_time;
+        if (life > 0 && self->served_ > 0 && now - self->idle_since_ms_ >= int64_t(life) * 1000) {
+            PROXY_LOG(Debug1, "child_life_time of %d s reached: exiting", life);
+            self->worn_out_ = true;
+            ev_break(loop, EVBREAK_ALL);
+        }
+    }
+
+    void wait_for_client() {
+        for (auto& w : watchers_) ev_io_start(g_loop, &w);
+        ev_timer_again(g_loop, &tick_);
+        if (!g_smart_stop && !g_fast_stop && !g_reload) ev_run(g_loop, 0);
+        for (auto& w : watchers_) ev_io_stop(g_loop, &w);
+        ev_timer_stop(g_loop, &tick_);
+    }
+
+    void serve(int fd) {
+        shm::Header& header = table_.header();
+        int active = header.active_clients.fetch_add(1) + 1;
+        bool too_many = config_.reserved_connections > 0 &&
+                        active > config_.num_init_children - config_.reserved_connections;
+        SessionContext ctx{config_, table_, slot_, pool_, g_loop, &g_fast_stop, digest_salt_, too_many};
+        serve_client(ctx, fd);
+        header.active_clients.fetch_sub(1);
+        ++served_;
+        table_.child(slot_).sessions_served.fetch_add(1, std::memory_order_relaxed);
+        idle_since_ms_ = io::now_ms();
+        if (config_.child_max_connections > 0 && served_ >= config_.child_max_connections) {
+            PROXY_LOG(Debug1, "child_max_connections of %d reached: exiting", config_.child_max_connections);
+            worn_out_ = true;
+        }
+    }
+
+    // Applies a reloaded file to the sessions that start from now on; the parent already
+    // validated it, and a file that fails here keeps the running configuration.
+    void reload() {
+        g_reload = 0;
+        LoadResult result = load_config(config_.config_file);
+        if (!result.config) return;
+        Config fresh = std::move(*result.config);
+        // Sizes fixed at start stay as they are until a restart.
+        fresh.num_init_children = config_.num_init_children;
+        fresh.reserved_connections = config_.reserved_connections;
+        fresh.max_pool = config_.max_pool;
+        config_ = std::move(fresh);
+    }
+
+    Config config_;
+    shm::StatusTable& table_;
+    int slot_;
+    BackendPool pool_;
+    std::vector<ev_io> watchers_;
+    ev_timer tick_;
+    std::string digest_salt_;
+    int accepted_fd_ = -1;
+    int served_ = 0;
+    int64_t idle_since_ms_ = 0;
+    bool worn_out_ = false;
+};
+
+}  // namespace
+
+void run_child(Config config, shm::StatusTable& table, int slot, const std::vector<int>& listen_fds) {
+    log_set_process_name("child");
+    table.reset_child(slot, getpid());
+    g_loop = ev_default_loop(EVBACKEND_EPOLL);
+    ev_async_init(&g_wakeup, Child::on_wakeup);
+    ev_async_start(g_loop, &g_wakeup);
+    install_signals();
+    {
+        Child child(std::move(config), table, slot, listen_fds);
+        child.run();
+    }
+    _exit(0);
+}
+
+}  // namespace splitpool::daemon

@@ -1,0 +1,16 @@
+// A preforked child: waits for a client on the shared listening sockets, serves it, keeps its
+// backend connection sets for the next client, and exits when told to or when it is worn out.
+#pragma once
+
+#include <vector>
+
+#include "daemon/config.hpp"
+#include "shm/status_table.hpp"
+
+namespace splitpool::daemon {
+
+// Runs in the forked process and never returns: the process exits with 0 when asked to stop or
+// on child_life_time / child_max_connections, so the parent replaces it.
+[[noreturn]] void run_child(Config config, shm::StatusTable& table, int slot, const std::vector<int>& listen_fds);
+
+}  // namespace splitpool::daemon

@@ -1,0 +1,120 @@
+// The running configuration: a plain struct filled from the TOML file by the key table.
+#pragma once
+
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "daemon/log.hpp"
+
+namespace splitpool::daemon {
+
+// backend flag bits, pgpool's names (`flag = ["ALWAYS_PRIMARY", "DISALLOW_TO_FAILOVER"]`)
+enum NodeFlag : unsigned {
+    kFlagAllowToFailover = 1u << 0,   // pgpool's default when no flag is given
+    kFlagDisallowToFailover = 1u << 1,
+    kFlagAlwaysPrimary = 1u << 2,
+};
+
+struct BackendConfig {
+    std::string hostname;            // host name, IP, or a Unix socket directory starting with '/'
+    int port = 5432;
+    double weight = 1.0;
+    unsigned flags = kFlagAllowToFailover;
+    std::string application_name;
+    std::string data_directory;
+};
+
+// Times are stored in the pgpool base unit named in the field's comment.
+struct Config {
+    std::string config_file;   // absolute path of the file this came from
+    std::string config_dir;    // its folder: relative paths in the file are resolved against it
+
+    // connections
+    std::vector<std::string> listen_addresses{"localhost"};
+    int port = 9999;
+    std::vector<std::string> unix_socket_directories{"/tmp"};
+    std::vector<std::string> pcp_listen_addresses{"localhost"};
+    int pcp_port = 9898;
+    std::string pcp_socket_dir = "/tmp";
+    std::string pid_file_name = "/var/run/pgpool/pgpool.pid";  // resolved to an absolute path
+    std::string logdir = "/tmp";
+    int listen_backlog_multiplier = 2;
+    int reserved_connections = 0;
+
+    // pools
+    int num_init_children = 32;
+    int max_pool = 4;
+    int child_life_time = 300;         // seconds
+    int child_max_connections = 0;
+    int client_idle_limit = 0;         // seconds
+    int connection_life_time = 0;      // seconds
+    int connect_timeout = 10000;       // milliseconds
+    int authentication_timeout = 60;   // seconds
+    std::vector<std::string> reset_query_list{"ABORT", "DISCARD ALL"};  // split on ';'
+
+    // clustering and balancing
+    std::string backend_clustering_mode = "streaming_replication";
+    bool load_balance_mode = true;
+    std::vector<BackendConfig> backends;
+
+    // authentication (the foundation: trust and clear-text pass-through)
+    bool enable_pool_hba = false;
+    bool allow_clear_text_frontend_auth = false;
+    std::string pool_passwd = "pool_passwd";  // resolved to an absolute path; "" = none
+
+    // health and failover: accepted for compatibility with pgpool files
+    int sr_check_period = 10;          // seconds
+    int health_check_period = 0;       // seconds
+    bool failover_on_backend_error = true;
+    bool failover_on_backend_shutdown = false;
+
+    // logging
+    std::vector<std::string> log_destination{"stderr"};  // "stderr", "syslog"
+    bool logging_collector = false;
+    std::string log_directory = "/tmp/pgpool_logs";
+    std::string log_filename = "pgpool-%Y-%m-%d_%H%M%S.log";
+    std::string syslog_facility = "LOCAL0";
+    std::string syslog_ident = "pgpool";
+    std::string log_line_prefix = "%m: %a pid %p: ";
+    LogLevel log_min_messages = LogLevel::Warning;
+    bool log_connections = false;
+    bool log_disconnections = false;
+    bool log_statement = false;
+    bool log_per_node_statement = false;
+};
+
+// Reload policy of a key, as pgpool's "start" / "reload" contexts.
+enum class ReloadPolicy { Start, Reload };
+
+// One row of the declarative key table (daemon/config_keys.cpp).
+struct KeyInfo {
+    std::string_view name;
+    std::string_view type;           // "bool", "int", "float", "string", "list", "time", "enum"...
+    std::string_view default_text;   // as written in the sample file
+    ReloadPolicy reload;
+    std::string_view description;    // one line, shown by pcp_pool_status / SHOW POOL_STATUS
+};
+
+struct LoadResult {
+    std::optional<Config> config;        // set when the file is valid
+    std::vector<std::string> errors;     // "file:line: key 'x': problem" each; empty when valid
+};
+
+// Reads and validates a config file. Never throws.
+LoadResult load_config(const std::string& path);
+
+// Same, from text; `path` names the file in messages and anchors relative paths.
+LoadResult parse_config(std::string_view toml_text, const std::string& path);
+
+// Every supported key, in sample-file order.
+const std::vector<KeyInfo>& config_keys();
+
+// The current value of a key as pgpool shows it ("on"/"off", "5min"→"300", lists comma-joined).
+std::string config_value_string(const Config& config, std::string_view key);
+
+// Names of start-only keys whose values differ between two configs (logged on reload).
+std::vector<std::string> restart_only_changes(const Config& old_config, const Config& new_config);
+
+}  // namespace splitpool::daemon

@@ -1,0 +1,39 @@
+// Socket helpers: connect with a timeout, deadline-bounded blocking reads and writes for the
+// short setup phases, and non-blocking reads and writes for the relay.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "daemon/io/buffer.hpp"
+#include "daemon/proto/frame.hpp"
+
+namespace splitpool::io {
+
+using Deadline = int64_t;  // monotonic milliseconds
+Deadline now_ms();
+Deadline deadline_after_ms(int64_t ms);
+
+enum class IoStatus { Ok, Closed, Timeout, Error, Interrupted };
+
+// Connects to host:port (or to the Unix socket in directory `host` when it starts with '/').
+// Returns a non-blocking fd, or -1 with `error` set.
+int connect_to(const std::string& host, int port, int timeout_ms, std::string* error);
+
+// Reads more bytes into `buf`, waiting up to the deadline. `interrupted` is polled after EINTR so
+// a shutdown signal ends the wait.
+IoStatus read_more(int fd, Buffer& buf, Deadline deadline, const volatile int* interrupted = nullptr);
+// Writes everything, waiting up to the deadline.
+IoStatus write_all(int fd, const char* data, size_t size, Deadline deadline);
+inline IoStatus write_all(int fd, const std::string& s, Deadline deadline) {
+    return write_all(fd, s.data(), s.size(), deadline);
+}
+// Reads until one whole typed message is buffered; `frame` then points into `buf`.
+IoStatus read_frame(int fd, Buffer& buf, proto::Frame& frame, uint32_t max_length, Deadline deadline,
+                    const volatile int* interrupted = nullptr);
+
+void set_nonblocking(int fd);
+void set_nodelay(int fd);
+std::string peer_address(int fd);  // "1.2.3.4:5678", "[::1]:5678" or "[local]"
+
+}  // namespace splitpool::io

@@ -1,0 +1,139 @@
+// Logging: formats the line prefix and writes one line per message with a single write().
+#include "daemon/log.hpp"
+
+#include <sys/time.h>
+#include <syslog.h>
+#include <unistd.h>
+
+#include <cstdarg>
+#include <cstdio>
+#include <ctime>
+
+namespace splitpool::daemon {
+namespace {
+
+struct LogState {
+    LogOptions options;
+    std::string process_name = "main";
+    bool syslog_open = false;
+};
+
+LogState& state() {
+    static LogState s;
+    return s;
+}
+
+constexpr std::string_view kLevelNames[] = {"DEBUG", "DEBUG", "DEBUG", "DEBUG", "DEBUG", "INFO",
+                                            "NOTICE", "WARNING", "ERROR", "LOG", "FATAL", "PANIC"};
+
+int syslog_priority(LogLevel level) {
+    switch (level) {
+    case LogLevel::Info: return LOG_INFO;
+    case LogLevel::Notice:
+    case LogLevel::Log: return LOG_NOTICE;
+    case LogLevel::Warning: return LOG_WARNING;
+    case LogLevel::Error: return LOG_ERR;
+    case LogLevel::Fatal:
+    case LogLevel::Panic: return LOG_CRIT;
+    default: return LOG_DEBUG;
+    }
+}
+
+int syslog_facility_code(std::string_view name) {
+    static constexpr int kLocal[] = {LOG_LOCAL0, LOG_LOCAL1, LOG_LOCAL2, LOG_LOCAL3,
+                                     LOG_LOCAL4, LOG_LOCAL5, LOG_LOCAL6, LOG_LOCAL7};
+    if (name.size() == 6 && (name.substr(0, 5) == "LOCAL" || name.substr(0, 5) == "local") &&
+        name[5] >= '0' && name[5] <= '7')
+        return kLocal[name[5] - '0'];
+    return LOG_LOCAL0;
+}
+
+// Expands log_line_prefix escapes: %m time with ms, %t time, %p pid, %a process name, %% percent.
+void append_prefix(std::string& out) {
+    const std::string& prefix = state().options.line_prefix;
+    for (size_t i = 0; i < prefix.size(); ++i) {
+        if (prefix[i] != '%' || i + 1 == prefix.size()) {
+            out += prefix[i];
+            continue;
+        }
+        char c = prefix[++i];
+        char buf[64];
+        if (c == 'm' || c == 't') {
+            timeval tv;
+            gettimeofday(&tv, nullptr);
+            tm local;
+            localtime_r(&tv.tv_sec, &local);
+            size_t n = strftime(buf, sizeof buf, "%Y-%m-%d %H:%M:%S", &local);
+            if (c == 'm') n += snprintf(buf + n, sizeof buf - n, ".%03d", int(tv.tv_usec / 1000));
+            out.append(buf, n);
+        } else if (c == 'p') {
+            out += std::to_string(getpid());
+        } else if (c == 'a') {
+            out += state().process_name;
+        } else if (c == '%') {
+            out += '%';
+        }
+        // unknown escapes (%u %d %l ...) expand to nothing, as pgpool does for unset values
+    }
+}
+
+}  // namespace
+
+std::optional<LogLevel> parse_log_level(std::string_view name) {
+    static constexpr std::pair<std::string_view, LogLevel> kNames[] = {
+        {"debug5", LogLevel::Debug5}, {"debug4", LogLevel::Debug4}, {"debug3", LogLevel::Debug3},
+        {"debug2", LogLevel::Debug2}, {"debug1", LogLevel::Debug1}, {"debug", LogLevel::Debug1},
+        {"info", LogLevel::Info},     {"notice", LogLevel::Notice}, {"warning", LogLevel::Warning},
+        {"error", LogLevel::Error},   {"log", LogLevel::Log},       {"fatal", LogLevel::Fatal},
+        {"panic", LogLevel::Panic}};
+    std::string lower(name);
+    for (char& c : lower) c = char(tolower(static_cast<unsigned char>(c)));
+    for (auto& [n, level] : kNames)
+        if (lower == n) return level;
+    return std::nullopt;
+}
+
+std::string_view log_level_name(LogLevel level) { return kLevelNames[static_cast<int>(level)]; }
+
+void log_configure(const LogOptions& options) {
+    LogState& s = state();
+    s.options = options;
+    if (options.to_syslog && !s.syslog_open) {
+        openlog(s.options.syslog_ident.c_str(), LOG_PID | LOG_NDELAY,
+                syslog_facility_code(options.syslog_facility));
+        s.syslog_open = true;
+    }
+}
+
+void log_set_process_name(std::string_view process_name) { state().process_name = process_name; }
+
+bool log_enabled(LogLevel level) {
+    // LOG is always written, as PostgreSQL does for its own LOG lines at the default setting.
+    LogLevel min = state().options.min_level;
+    if (level == LogLevel::Log) return min <= LogLevel::Fatal;
+    return level >= min;
+}
+
+void log_write(LogLevel level, const char* format, ...) {
+    char message[2048];
+    va_list args;
+    va_start(args, format);
+    int n = vsnprintf(message, sizeof message, format, args);
+    va_end(args);
+    if (n < 0) return;
+    const LogState& s = state();
+    if (s.options.to_syslog) syslog(syslog_priority(level), "%s: %s", kLevelNames[int(level)].data(), message);
+    if (!s.options.to_stderr) return;
+    std::string line;
+    line.reserve(128 + size_t(n));
+    append_prefix(line);
+    line += kLevelNames[static_cast<int>(level)];
+    line += ":  ";
+    line += message;
+    line += '\n';
+    // One write() per line keeps lines from different processes whole in a shared log file.
+    ssize_t ignored = ::write(STDERR_FILENO, line.data(), line.size());
+    (void)ignored;
+}
+
+}  // namespace splitpool::daemon

@@ -1,0 +1,39 @@
+// Logging: levels as pgpool's log_min_messages, one prefix format, stderr or syslog; cheap when off.
+#pragma once
+
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace splitpool::daemon {
+
+// Ordered from most to least verbose, as PostgreSQL's message levels.
+enum class LogLevel { Debug5, Debug4, Debug3, Debug2, Debug1, Info, Notice, Warning, Error, Log, Fatal, Panic };
+
+std::optional<LogLevel> parse_log_level(std::string_view name);   // "debug1", "warning", ...
+std::string_view log_level_name(LogLevel level);                  // "DEBUG", "LOG", "WARNING", ...
+
+struct LogOptions {
+    LogLevel min_level = LogLevel::Warning;
+    std::string line_prefix = "%m: %a pid %p: ";
+    bool to_stderr = true;
+    bool to_syslog = false;
+    std::string syslog_ident = "splitpool";
+    std::string syslog_facility = "LOCAL0";
+};
+
+// Process-wide logger settings; `process_name` fills %a ("main", "child", "pcp", ...).
+void log_configure(const LogOptions& options);
+void log_set_process_name(std::string_view process_name);
+bool log_enabled(LogLevel level);
+void log_write(LogLevel level, const char* format, ...) __attribute__((format(printf, 2, 3)));
+
+}  // namespace splitpool::daemon
+
+// The argument list is only evaluated when the level is enabled.
+#define PROXY_LOG(level, ...)                                                   \
+    do {                                                                        \
+        if (::splitpool::daemon::log_enabled(::splitpool::daemon::LogLevel::level)) \
+            ::splitpool::daemon::log_write(::splitpool::daemon::LogLevel::level, __VA_ARGS__); \
+    } while (0)

@@ -1,0 +1,98 @@
+// The query phase of a session: moves protocol messages between the client and its backend nodes
+// on the child's libev loop, framing them on the way and inspecting only what routing and pooling need.
+#pragma once
+
+#include <ev.h>
+
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "daemon/backend_pool.hpp"
+#include "daemon/config.hpp"
+#include "daemon/io/buffer.hpp"
+#include "shm/status_table.hpp"
+
+namespace splitpool::daemon {
+
+enum class RelayEnd {
+    ClientTerminated,  // Terminate message: backends are clean to pool
+    ClientClosed,      // socket closed or broken
+    BackendFailed,     // a node closed or sent garbage; the client got an error
+    IdleTimeout,       // client_idle_limit
+    Shutdown,          // fast shutdown
+    ProtocolError,     // the client sent a malformed message; it got an error
+};
+
+struct RelayContext {
+    struct ev_loop* loop;
+    int client_fd;
+    BackendSet& set;
+    const Config& config;
+    shm::StatusTable& table;
+    int child_slot;
+    int primary_node;
+    const volatile int* fast_shutdown;
+    // Opens the connection to a node on first use; false after writing the client's error to `client_error`.
+    std::function<bool(int node, std::string& client_error)> connect_node;
+};
+
+class Relay {
+public:
+    explicit Relay(RelayContext& ctx);
+    ~Relay();
+    Relay(const Relay&) = delete;
+    Relay& operator=(const Relay&) = delete;
+
+    RelayEnd run();
+    // True when no node owes a reply and no message is half relayed: the set may be reset and pooled.
+    bool clean() const;
+
+private:
+    struct NodeIo {
+        Relay* relay = nullptr;
+        int node = -1;
+        ev_io read_watcher;
+        ev_io write_watcher;
+        std::string out;             // bytes for the node not yet written
+        int pending_ready = 0;       // ReadyForQuery messages the node still owes
+        size_t passthrough = 0;      // bytes of a large message still to stream to the client unread
+    };
+
+    static void on_client_read(struct ev_loop*, ev_io* w, int);
+    static void on_client_write(struct ev_loop*, ev_io* w, int);
+    static void on_node_read(struct ev_loop*, ev_io* w, int);
+    static void on_node_write(struct ev_loop*, ev_io* w, int);
+    static void on_idle_timeout(struct ev_loop*, ev_timer* w, int);
+
+    void read_client();
+    bool process_client_input();
+    bool handle_client_message(char type, const char* data, size_t size);
+    bool queue_to_node(int node, const char* data, size_t size);
+    void read_node(NodeIo& n);
+    bool process_node_input(NodeIo& n);
+    void inspect_node_message(NodeIo& n, char type, const char* body, size_t size);
+    bool flush_node(NodeIo& n);
+    bool flush_client();
+    void update_flow_control();
+    void after_activity();
+    void finish(RelayEnd end);
+    void fail_client(std::string_view sqlstate, const std::string& message);
+    NodeIo* node_io(int node);
+    int route(char type) const;
+
+    RelayContext& ctx_;
+    ev_io client_read_;
+    ev_io client_write_;
+    ev_timer idle_timer_;
+    io::Buffer client_in_;
+    std::string client_out_;
+    std::vector<NodeIo> nodes_;     // one per configured node; watchers only started once connected
+    int copy_node_ = -1;            // node in COPY IN/OUT mode, whose CopyData the client sends
+    int client_passthrough_node_ = -1;
+    size_t client_passthrough_ = 0; // bytes of a large CopyData still to stream to copy_node_
+    bool done_ = false;
+    RelayEnd end_ = RelayEnd::ClientClosed;
+};
+
+}  // namespace splitpool::daemon

@@ -1,0 +1,32 @@
+// One client session from accept to close: startup packet, authentication, taking or building a
+// backend connection set, the relay, and returning the set to the pool.
+#pragma once
+
+#include <ev.h>
+
+#include <memory>
+#include <string>
+
+#include "daemon/backend_pool.hpp"
+#include "daemon/config.hpp"
+#include "daemon/proto/startup.hpp"
+#include "shm/status_table.hpp"
+
+namespace splitpool::daemon {
+
+// What a child lends each session.
+struct SessionContext {
+    const Config& config;
+    shm::StatusTable& table;
+    int child_slot;
+    BackendPool& pool;
+    struct ev_loop* loop;
+    const volatile int* fast_shutdown;
+    std::string digest_salt;      // per child, for password digests of pooled sets
+    bool too_many_clients;        // reserved_connections: refuse this client after its startup packet
+};
+
+// Serves the client on `client_fd` to the end and closes it. Never throws.
+void serve_client(SessionContext& ctx, int client_fd);
+
+}  // namespace splitpool::daemon

@@ -1,0 +1,156 @@
+// The parent process: forks the children, replaces the ones that exit, reloads on SIGHUP and
+// runs the three shutdown modes.
+#include "daemon/supervisor.hpp"
+
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <csignal>
+#include <cstring>
+#include <ctime>
+
+#include "daemon/child.hpp"
+#include "daemon/io/conn.hpp"
+
+namespace splitpool::daemon {
+
+namespace {
+// A fast shutdown gives children this long to say goodbye to their clients, then kills them.
+constexpr int64_t kFastShutdownGraceMs = 10000;
+}  // namespace
+
+LogOptions log_options_for(const Config& config, bool debug) {
+    LogOptions o;
+    o.min_level = debug ? LogLevel::Debug1 : config.log_min_messages;
+    o.line_prefix = config.log_line_prefix;
+    o.to_stderr = false;
+    o.to_syslog = false;
+    for (const auto& d : config.log_destination) {
+        o.to_stderr = o.to_stderr || d == "stderr";
+        o.to_syslog = o.to_syslog || d == "syslog";
+    }
+    o.syslog_ident = config.syslog_ident;
+    o.syslog_facility = config.syslog_facility;
+    return o;
+}
+
+void publish_nodes(const Config& config, shm::StatusTable& table) {
+    int primary = -1;
+    for (size_t i = 0; i < config.backends.size(); ++i)
+        if (primary < 0 && (config.backends[i].flags & kFlagAlwaysPrimary)) primary = int(i);
+    // Without ALWAYS_PRIMARY the foundation takes node 0 as primary; primary detection by
+    // pg_is_in_recovery() comes with routing.
+    bool known = primary >= 0;
+    if (!known) primary = 0;
+    for (size_t i = 0; i < config.backends.size(); ++i) {
+        const BackendConfig& b = config.backends[i];
+        shm::NodeSlot& n = table.node(int(i));
+        table.set_node_text(int(i), b.hostname, b.port, b.application_name);
+        n.weight = b.weight;
+        n.flags = b.flags;
+        n.role = uint8_t(int(i) == primary ? shm::NodeRole::Primary
+                                           : known ? shm::NodeRole::Standby : shm::NodeRole::Unknown);
+        if (n.status.load() == uint8_t(shm::NodeStatus::Unused)) table.set_node_status(int(i), shm::NodeStatus::Waiting);
+    }
+    table.set_num_nodes(int(config.backends.size()));
+    table.header().primary_node = primary;
+}
+
+Supervisor::Supervisor(Config config, shm::StatusTable& table, std::vector<int> listen_fds, bool debug)
+    : config_(std::move(config)), table_(table), listen_fds_(std::move(listen_fds)), debug_(debug),
+      pids_(size_t(config_.num_init_children), 0) {}
+
+void Supervisor::spawn(int slot) {
+    pid_t pid = fork();
+    if (pid < 0) {
+        PROXY_LOG(Warning, "could not fork child %d: %s", slot, strerror(errno));
+        return;
+    }
+    if (pid == 0) run_child(config_, table_, slot, listen_fds_);
+    pids_[size_t(slot)] = pid;
+}
+
+int Supervisor::live_children() const {
+    int n = 0;
+    for (pid_t p : pids_) n += p != 0;
+    return n;
+}
+
+void Supervisor::reap_children() {
+    int status = 0;
+    pid_t pid;
+    while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+        for (size_t slot = 0; slot < pids_.size(); ++slot) {
+            if (pids_[slot] != pid) continue;
+            pids_[slot] = 0;
+            table_.reset_child(int(slot), 0);
+            if (WIFSIGNALED(status))
+                PROXY_LOG(Warning, "child process %d was terminated by signal %d", pid, WTERMSIG(status));
+            else if (WEXITSTATUS(status) != 0)
+                PROXY_LOG(Warning, "child process %d exited with status %d", pid, WEXITSTATUS(status));
+            else
+                PROXY_LOG(Debug1, "child process %d exited", pid);
+            if (!shutdown_signal_) spawn(int(slot));
+        }
+    }
+}
+
+// Parse into a scratch config, validate, log what needs a restart, apply the rest; a broken file
+// changes nothing.
+void Supervisor::reload() {
+    LoadResult result = load_config(config_.config_file);
+    if (!result.config) {
+        for (const auto& e : result.errors) PROXY_LOG(Error, "%s", e.c_str());
+        PROXY_LOG(Error, "configuration file \"%s\" contains errors; unaffected changes were not applied",
+                  config_.config_file.c_str());
+        return;
+    }
+    Config fresh = std::move(*result.config);
+    for (const auto& key : restart_only_changes(config_, fresh))
+        PROXY_LOG(Log, "parameter \"%s\" cannot be changed without restarting the server", key.c_str());
+    fresh.num_init_children = config_.num_init_children;
+    config_ = std::move(fresh);
+    log_configure(log_options_for(config_, debug_));
+    publish_nodes(config_, table_);
+    table_.header().config_generation.fetch_add(1);
+    for (pid_t p : pids_)
+        if (p) kill(p, SIGHUP);
+    PROXY_LOG(Log, "configuration reloaded from \"%s\"", config_.config_file.c_str());
+}
+
+void Supervisor::begin_shutdown(int sig) {
+    // A stronger mode may follow a weaker one (smart, then fast), never the other way.
+    if (shutdown_signal_ == SIGQUIT || (shutdown_signal_ == SIGINT && sig == SIGTERM)) return;
+    shutdown_signal_ = sig;
+    shutdown_started_ms_ = io::now_ms();
+    const char* mode = sig == SIGTERM ? "smart" : sig == SIGINT ? "fast" : "immediate";
+    PROXY_LOG(Log, "received %s shutdown request", mode);
+    for (pid_t p : pids_)
+        if (p) kill(p, sig);
+}
+
+int Supervisor::run() {
+    log_set_process_name("main");
+    for (int slot = 0; slot < config_.num_init_children; ++slot) spawn(slot);
+    PROXY_LOG(Log, "splitpool successfully started, %d children listening on port %d", config_.num_init_children,
+              config_.port);
+    sigset_t set;
+    sigemptyset(&set);
+    for (int sig : {SIGCHLD, SIGHUP, SIGTERM, SIGINT, SIGQUIT}) sigaddset(&set, sig);
+    while (!shutdown_signal_ || live_children() > 0) {
+        timespec timeout{1, 0};
+        int sig = sigtimedwait(&set, nullptr, &timeout);
+        if (sig == SIGCHLD) reap_children();
+        else if (sig == SIGHUP && !shutdown_signal_) reload();
+        else if (sig == SIGTERM || sig == SIGINT || sig == SIGQUIT) begin_shutdown(sig);
+        reap_children();  // SIGCHLD may coalesce with another signal
+        if (shutdown_signal_ == SIGINT && io::now_ms() - shutdown_started_ms_ > kFastShutdownGraceMs)
+            for (pid_t p : pids_)
+                if (p) kill(p, SIGKILL);
+    }
+    PROXY_LOG(Log, "splitpool is shut down");
+    return 0;
+}
+
+}  // namespace splitpool::daemon

@@ -1,0 +1,97 @@
+// Flat, pointer-free, versioned layout of the shared status table (nodes, children, counters).
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <type_traits>
+
+namespace splitpool::shm {
+
+constexpr uint32_t kMagic = 0x53504c54;  // "SPLT"
+// Bump whenever a struct below changes shape: a reader of another version refuses the segment.
+constexpr uint32_t kLayoutVersion = 1;
+constexpr int kMaxNodes = 128;           // pgpool's MAX_NUM_BACKENDS
+constexpr int kNameLen = 64;
+constexpr int kHostLen = 256;
+
+enum class NodeStatus : uint8_t { Unused = 0, Waiting = 1, Up = 2, Down = 3 };
+enum class NodeRole : uint8_t { Unknown = 0, Primary = 1, Standby = 2 };
+
+// What a child is doing, as pgpool's process listing shows it.
+enum class ChildState : uint8_t {
+    Gone = 0,           // no process in this slot (between reap and respawn)
+    WaitingForClient,   // idle, in accept()
+    Authenticating,     // client connected, startup/auth in progress
+    Idle,               // session open, no query running
+    Active,             // a query is running
+    IdleInTransaction,  // session open inside a transaction block
+};
+
+struct alignas(64) Header {
+    uint32_t magic;
+    uint32_t layout_version;
+    uint32_t num_nodes;                       // node slots in use (config backends)
+    uint32_t num_children;                    // child slots in the segment
+    std::atomic<uint64_t> config_generation;  // bumped by the parent on every successful reload
+    std::atomic<int32_t> parent_pid;
+    std::atomic<int32_t> active_clients;      // clients past accept(), for reserved_connections
+    std::atomic<int32_t> primary_node;        // -1 when no primary is known
+    std::atomic<int64_t> started_at;          // unix seconds
+};
+
+// One backend node. Hot fields are atomics; the text fields are written by the parent only,
+// under `text_seq` (a seqlock: odd while writing), and never while a reader could block it.
+struct alignas(64) NodeSlot {
+    std::atomic<uint8_t> status;
+    std::atomic<uint8_t> role;
+    std::atomic<uint32_t> flags;
+    std::atomic<double> weight;
+    std::atomic<uint64_t> select_count;
+    std::atomic<int64_t> status_changed_at;   // unix seconds
+    std::atomic<int64_t> replication_delay;   // bytes, -1 unknown
+    std::atomic<int32_t> backend_connections; // open connections from all children
+    std::atomic<uint64_t> health_check_total;
+    std::atomic<uint64_t> health_check_success;
+    std::atomic<uint64_t> health_check_fail;
+    std::atomic<uint64_t> health_check_skip;
+    std::atomic<uint32_t> text_seq;
+    int32_t port;
+    char hostname[kHostLen];
+    char application_name[kNameLen];
+};
+
+// The cancel key of one backend connection of a session.
+struct BackendKey {
+    std::atomic<int32_t> pid;
+    std::atomic<uint32_t> secret;
+};
+
+// One child process. Written by that child only (and cleared by the parent after reaping it).
+struct alignas(64) ChildSlot {
+    std::atomic<int32_t> pid;
+    std::atomic<uint8_t> state;
+    std::atomic<int64_t> started_at;           // unix seconds
+    std::atomic<int64_t> client_connected_at;  // unix seconds, 0 without client
+    std::atomic<uint64_t> sessions_served;
+    std::atomic<int32_t> client_cancel_pid;    // the BackendKeyData the client was given
+    std::atomic<uint32_t> client_cancel_secret;
+    std::atomic<uint32_t> text_seq;
+    char client_addr[kNameLen];
+    char database[kNameLen];
+    char user[kNameLen];
+    char application_name[kNameLen];
+    BackendKey backend[kMaxNodes];             // per node; pid 0 = no connection in this session
+};
+
+static_assert(std::is_standard_layout_v<Header> && std::is_standard_layout_v<NodeSlot> &&
+              std::is_standard_layout_v<ChildSlot>);
+static_assert(std::atomic<uint64_t>::is_always_lock_free && std::atomic<double>::is_always_lock_free &&
+              std::atomic<uint8_t>::is_always_lock_free,
+              "shared atomics must be lock-free: a lock inside a dead process would wedge the others");
+
+// Segment = Header, then NodeSlot[kMaxNodes], then ChildSlot[num_children].
+constexpr size_t segment_size(uint32_t num_children) {
+    return sizeof(Header) + sizeof(NodeSlot) * kMaxNodes + sizeof(ChildSlot) * num_children;
+}
+
+}  // namespace splitpool::shm

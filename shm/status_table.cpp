@@ -1,0 +1,163 @@
+// The only API to shared memory: node status and weights, per-child status, cancel keys.
+#include "shm/status_table.hpp"
+
+#include <cstring>
+#include <ctime>
+#include <new>
+
+namespace splitpool::shm {
+namespace {
+
+// Seqlock writer: one writer per slot (the owning child, or the parent for nodes).
+template <typename Fn>
+void seq_write(std::atomic<uint32_t>& seq, Fn&& write) {
+    seq.fetch_add(1, std::memory_order_acq_rel);  // odd: writing
+    std::atomic_thread_fence(std::memory_order_release);
+    write();
+    std::atomic_thread_fence(std::memory_order_release);
+    seq.fetch_add(1, std::memory_order_release);  // even: stable
+}
+
+// Seqlock reader with a bounded number of tries: a writer killed mid-write leaves the sequence odd
+// forever, and a reader must never spin on a dead process; it then takes the text as it is.
+template <typename Fn>
+void seq_read(const std::atomic<uint32_t>& seq, Fn&& read) {
+    for (int attempt = 0; attempt < 64; ++attempt) {
+        uint32_t before = seq.load(std::memory_order_acquire);
+        read();
+        std::atomic_thread_fence(std::memory_order_acquire);
+        if ((before & 1u) == 0 && seq.load(std::memory_order_acquire) == before) return;
+    }
+}
+
+void copy_text(char* dst, size_t cap, const std::string& src) {
+    size_t n = std::min(src.size(), cap - 1);
+    std::memcpy(dst, src.data(), n);
+    dst[n] = '\0';
+}
+
+std::string read_text(const char* src, size_t cap) { return std::string(src, strnlen(src, cap)); }
+
+}  // namespace
+
+StatusTable::StatusTable(std::unique_ptr<Segment> segment) : segment_(std::move(segment)) {
+    char* base = static_cast<char*>(segment_->data());
+    header_ = reinterpret_cast<Header*>(base);
+    nodes_ = reinterpret_cast<NodeSlot*>(base + sizeof(Header));
+    children_ = reinterpret_cast<ChildSlot*>(base + sizeof(Header) + sizeof(NodeSlot) * kMaxNodes);
+}
+
+std::unique_ptr<StatusTable> StatusTable::create(const std::string& name, uint32_t num_children,
+                                                 std::string* error) {
+    auto segment = Segment::create(name, segment_size(num_children), error);
+    if (!segment) return nullptr;
+    void* base = segment->data();
+    // The segment is zeroed; constructing in place makes the atomics' lifetime start formally.
+    auto* header = new (base) Header{};
+    auto* nodes = new (static_cast<char*>(base) + sizeof(Header)) NodeSlot[kMaxNodes]{};
+    new (reinterpret_cast<char*>(nodes) + sizeof(NodeSlot) * kMaxNodes) ChildSlot[num_children]{};
+    header->layout_version = kLayoutVersion;
+    header->num_children = num_children;
+    header->primary_node = -1;
+    header->started_at = static_cast<int64_t>(time(nullptr));
+    for (int i = 0; i < kMaxNodes; ++i) nodes[i].replication_delay = -1;
+    header->magic = kMagic;  // last: a reader that sees the magic sees a complete header
+    return std::unique_ptr<StatusTable>(new StatusTable(std::move(segment)));
+}
+
+std::unique_ptr<StatusTable> StatusTable::open(const std::string& name, std::string* error) {
+    auto segment = Segment::open(name, error);
+    if (!segment) return nullptr;
+    auto* header = static_cast<const Header*>(segment->data());
+    if (segment->size() < sizeof(Header) || header->magic != kMagic || header->layout_version != kLayoutVersion ||
+        segment->size() < segment_size(header->num_children)) {
+        if (error) *error = "shared memory segment \"" + name + "\" has another layout version";
+        return nullptr;
+    }
+    return std::unique_ptr<StatusTable>(new StatusTable(std::move(segment)));
+}
+
+void StatusTable::set_node_text(int id, const std::string& hostname, int port, const std::string& application_name) {
+    NodeSlot& n = nodes_[id];
+    seq_write(n.text_seq, [&] {
+        copy_text(n.hostname, sizeof n.hostname, hostname);
+        copy_text(n.application_name, sizeof n.application_name, application_name);
+        n.port = port;
+    });
+}
+
+NodeText StatusTable::node_text(int id) const {
+    const NodeSlot& n = nodes_[id];
+    NodeText out;
+    seq_read(n.text_seq, [&] {
+        out.hostname = read_text(n.hostname, sizeof n.hostname);
+        out.application_name = read_text(n.application_name, sizeof n.application_name);
+        out.port = n.port;
+    });
+    return out;
+}
+
+void StatusTable::set_node_status(int id, NodeStatus status) {
+    NodeSlot& n = nodes_[id];
+    if (n.status.exchange(static_cast<uint8_t>(status)) != static_cast<uint8_t>(status))
+        n.status_changed_at = static_cast<int64_t>(time(nullptr));
+}
+
+NodeSnapshot StatusTable::snapshot() const {
+    NodeSnapshot s;
+    s.num_nodes = num_nodes();
+    s.primary = header_->primary_node.load(std::memory_order_relaxed);
+    for (int i = 0; i < s.num_nodes; ++i) {
+        const NodeSlot& n = nodes_[i];
+        s.nodes[i] = {static_cast<NodeStatus>(n.status.load(std::memory_order_relaxed)),
+                      static_cast<NodeRole>(n.role.load(std::memory_order_relaxed)),
+                      n.weight.load(std::memory_order_relaxed)};
+    }
+    return s;
+}
+
+void StatusTable::set_child_text(int slot, const ChildText& text) {
+    ChildSlot& c = children_[slot];
+    seq_write(c.text_seq, [&] {
+        copy_text(c.client_addr, sizeof c.client_addr, text.client_addr);
+        copy_text(c.database, sizeof c.database, text.database);
+        copy_text(c.user, sizeof c.user, text.user);
+        copy_text(c.application_name, sizeof c.application_name, text.application_name);
+    });
+}
+
+ChildText StatusTable::child_text(int slot) const {
+    const ChildSlot& c = children_[slot];
+    ChildText out;
+    seq_read(c.text_seq, [&] {
+        out.client_addr = read_text(c.client_addr, sizeof c.client_addr);
+        out.database = read_text(c.database, sizeof c.database);
+        out.user = read_text(c.user, sizeof c.user);
+        out.application_name = read_text(c.application_name, sizeof c.application_name);
+    });
+    return out;
+}
+
+void StatusTable::reset_child(int slot, int32_t pid) {
+    ChildSlot& c = children_[slot];
+    c.client_cancel_pid = 0;
+    c.client_cancel_secret = 0;
+    for (auto& key : c.backend) key.pid.store(0, std::memory_order_relaxed);
+    set_child_text(slot, {});
+    c.client_connected_at = 0;
+    c.sessions_served = 0;
+    c.started_at = pid ? static_cast<int64_t>(time(nullptr)) : 0;
+    c.state = static_cast<uint8_t>(pid ? ChildState::WaitingForClient : ChildState::Gone);
+    c.pid = pid;
+}
+
+int StatusTable::find_cancel_key(int32_t pid, uint32_t secret) const {
+    for (int i = 0; i < num_children(); ++i) {
+        const ChildSlot& c = children_[i];
+        if (c.pid.load() != 0 && c.client_cancel_pid.load() == pid && c.client_cancel_secret.load() == secret)
+            return i;
+    }
+    return -1;
+}
+
+}  // namespace splitpool::shm

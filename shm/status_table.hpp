@@ -1,0 +1,69 @@
+// The only API to shared memory: node status and weights, per-child status, cancel keys.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "shm/layout.hpp"
+#include "shm/segment.hpp"
+
+namespace splitpool::shm {
+
+// What a router needs of the nodes, copied out in one pass (a few atomic loads per node).
+struct NodeSnapshot {
+    int num_nodes = 0;
+    int primary = -1;
+    struct Node {
+        NodeStatus status;
+        NodeRole role;
+        double weight;
+    } nodes[kMaxNodes];
+};
+
+struct NodeText {
+    std::string hostname;
+    int port = 0;
+    std::string application_name;
+};
+
+struct ChildText {
+    std::string client_addr, database, user, application_name;
+};
+
+class StatusTable {
+public:
+    // Parent at start: a fresh segment sized for `num_children` child slots.
+    static std::unique_ptr<StatusTable> create(const std::string& name, uint32_t num_children, std::string* error);
+    // Anyone else: maps an existing segment; refuses another magic or layout version.
+    static std::unique_ptr<StatusTable> open(const std::string& name, std::string* error);
+
+    Header& header() const { return *header_; }
+    const std::string& name() const { return segment_->name(); }
+
+    // nodes
+    NodeSlot& node(int id) const { return nodes_[id]; }
+    int num_nodes() const { return static_cast<int>(header_->num_nodes); }
+    void set_num_nodes(int n) { header_->num_nodes = static_cast<uint32_t>(n); }
+    void set_node_text(int id, const std::string& hostname, int port, const std::string& application_name);
+    NodeText node_text(int id) const;
+    void set_node_status(int id, NodeStatus status);
+    NodeSnapshot snapshot() const;
+
+    // children
+    int num_children() const { return static_cast<int>(header_->num_children); }
+    ChildSlot& child(int slot) const { return children_[slot]; }
+    void set_child_text(int slot, const ChildText& text);
+    ChildText child_text(int slot) const;
+    void reset_child(int slot, int32_t pid);   // owner at start, parent after reap (pid 0)
+    // The child slot whose client holds this cancel key, or -1.
+    int find_cancel_key(int32_t pid, uint32_t secret) const;
+
+private:
+    explicit StatusTable(std::unique_ptr<Segment> segment);
+    std::unique_ptr<Segment> segment_;
+    Header* header_;
+    NodeSlot* nodes_;
+    ChildSlot* children_;
+};
+
+}  // namespace splitpool::shm

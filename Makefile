@@ -46,6 +46,7 @@ LIB_SRCS := \
 	daemon/proto/frame.cpp \
 	daemon/proto/writer.cpp \
 	daemon/proto/startup.cpp \
+	daemon/auth/base64.cpp \
 	daemon/auth/md5.cpp \
 	daemon/auth/scram_client.cpp \
 	shm/segment.cpp \

@@ -100,11 +100,9 @@ private:
 
     bool on_sasl_continue(proto::Reader& r, std::string& reply) {
         if (!scram_) return fail("unexpected SASL continue from backend", true);
-        std::string error;
-        std::string final_message;
-        if (!scram_->handle_server_first(r.bytes(r.remaining()), final_message, &error))
-            return fail("SCRAM exchange with backend failed: " + error, true);
-        proto::Writer(reply).begin('p').bytes(final_message).finish();
+        auth::ScramResult next = scram_->handle_server_first(r.bytes(r.remaining()));
+        if (!next.ok) return fail("SCRAM exchange with backend failed: " + next.value, true);
+        proto::Writer(reply).begin('p').bytes(next.value).finish();
         return true;
     }
 

@@ -124,7 +124,8 @@ int Relay::route(char type) const {
 void Relay::on_client_read(struct ev_loop*, ev_io* w, int) { static_cast<Relay*>(w->data)->read_client(); }
 
 void Relay::read_client() {
-    ssize_t n = ::read(ctx_.client_fd, client_in_.prepare(kReadChunk), client_in_.space());
+    char* dst = client_in_.prepare(kReadChunk);
+    ssize_t n = ::read(ctx_.client_fd, dst, client_in_.space());
     if (n <= 0) {
         if (n < 0 && (errno == EAGAIN || errno == EINTR || errno == EWOULDBLOCK)) return;
         finish(RelayEnd::ClientClosed);
@@ -272,7 +273,8 @@ void Relay::on_node_read(struct ev_loop*, ev_io* w, int) {
 
 void Relay::read_node(NodeIo& n) {
     BackendConn* c = ctx_.set.conn(n.node);
-    ssize_t got = ::read(c->fd, c->in.prepare(kReadChunk), c->in.space());
+    char* dst = c->in.prepare(kReadChunk);
+    ssize_t got = ::read(c->fd, dst, c->in.space());
     if (got <= 0) {
         if (got < 0 && (errno == EAGAIN || errno == EINTR || errno == EWOULDBLOCK)) return;
         PROXY_LOG(Warning, "lost connection to database node %d (backend pid %d)", n.node, c->pid);

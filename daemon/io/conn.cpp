@@ -112,7 +112,8 @@ int connect_to(const std::string& host, int port, int timeout_ms, std::string* e
 
 IoStatus read_more(int fd, Buffer& buf, Deadline deadline, const volatile int* interrupted) {
     for (;;) {
-        ssize_t n = ::read(fd, buf.prepare(16384), buf.space());
+        char* dst = buf.prepare(16384);
+        ssize_t n = ::read(fd, dst, buf.space());
         if (n > 0) {
             buf.commit(size_t(n));
             return IoStatus::Ok;

@@ -38,6 +38,9 @@ LIB_SRCS := \
 	daemon/child.cpp \
 	daemon/session.cpp \
 	daemon/relay.cpp \
+	daemon/dispatcher.cpp \
+	daemon/router.cpp \
+	daemon/balancer.cpp \
 	daemon/backend.cpp \
 	daemon/backend_pool.cpp \
 	daemon/cancel.cpp \
@@ -50,7 +53,17 @@ LIB_SRCS := \
 	daemon/auth/md5.cpp \
 	daemon/auth/scram_client.cpp \
 	shm/segment.cpp \
-	shm/status_table.cpp
+	shm/status_table.cpp \
+	parser/classify.cpp \
+	parser/tree_walk.cpp \
+	parser/cache_key.cpp \
+	parser/classify_cache.cpp \
+	pcp/wire.cpp \
+	pcp/pcp_conf.cpp \
+	pcp/commands.cpp \
+	pcp/server.cpp \
+	pcp/client.cpp \
+	pcp/tools/cli_common.cpp
 
 DAEMON_MAIN := daemon/main.cpp
 
@@ -62,15 +75,23 @@ UNIT_SRCS := \
 	test/unit/startup_test.cpp \
 	test/unit/auth_test.cpp \
 	test/unit/status_table_test.cpp \
-	test/unit/cli_test.cpp
+	test/unit/cli_test.cpp \
+	test/unit/classify_test.cpp \
+	test/unit/cache_key_test.cpp \
+	test/unit/router_test.cpp \
+	test/unit/pcp_wire_test.cpp \
+	test/unit/pcp_conf_test.cpp
 
 LIB_OBJS  := $(LIB_SRCS:%.cpp=$(BUILD)/%.o)
 UNIT_OBJS := $(UNIT_SRCS:%.cpp=$(BUILD)/%.o)
 MAIN_OBJS := $(DAEMON_MAIN:%.cpp=$(BUILD)/%.o)
 LIB       := $(BUILD)/libsplitpool.a
-DEPS      := $(LIB_OBJS:.o=.d) $(UNIT_OBJS:.o=.d) $(MAIN_OBJS:.o=.d)
+DEPS      := $(LIB_OBJS:.o=.d) $(UNIT_OBJS:.o=.d) $(MAIN_OBJS:.o=.d) $(TOOL_OBJS:.o=.d)
 
-PROGRAMS  := $(BIN)/splitpool
+PCP_TOOLS := pcp_node_count pcp_node_info pcp_health_check_stats pcp_pool_status pcp_proc_count \
+             pcp_proc_info pcp_attach_node pcp_detach_node pcp_promote_node pcp_reload_config pcp_stop_pgpool
+TOOL_OBJS := $(PCP_TOOLS:%=$(BUILD)/pcp/tools/%.o)
+PROGRAMS  := $(BIN)/splitpool $(PCP_TOOLS:%=$(BIN)/%)
 UNIT_BIN  := $(BUILD)/unit_tests
 
 .PHONY: all deps check unit integration demo demo-stop bench install clean
@@ -90,6 +111,10 @@ $(LIB): $(LIB_OBJS)
 	$(Q)rm -f $@ && ar rcs $@ $^
 
 $(BIN)/splitpool: $(MAIN_OBJS) $(LIB)
+	@mkdir -p $(BIN)
+	$(Q)$(CXX) -o $@ $^ $(LDLIBS)
+
+$(BIN)/pcp_%: $(BUILD)/pcp/tools/pcp_%.o $(LIB)
 	@mkdir -p $(BIN)
 	$(Q)$(CXX) -o $@ $^ $(LDLIBS)
 

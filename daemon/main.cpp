@@ -16,6 +16,7 @@
 #include "daemon/log.hpp"
 #include "daemon/pidfile.hpp"
 #include "daemon/supervisor.hpp"
+#include "pcp/server.hpp"
 #include "shm/status_table.hpp"
 
 #ifndef SPLITPOOL_VERSION
@@ -117,6 +118,12 @@ int start(Config config, const Options& options) {
     if (!open_listeners(config.listen_addresses, config.unix_socket_directories, config.port,
                         config.listen_backlog_multiplier * config.num_init_children, listeners, &error))
         return fail(error);
+    PcpSetup pcp;
+    pcp.pcp_conf_path = options.pcp_file.empty() ? config.config_dir + "/pcp.conf" : options.pcp_file;
+    if (!splitpool::pcp::open_pcp_listeners(config, pcp.listen_fds, &error)) {
+        close_listeners(listeners, true);
+        return fail(error);
+    }
     // Blocked before any fork: the parent takes them with sigtimedwait, children unblock their own.
     sigset_t set;
     sigemptyset(&set);
@@ -130,7 +137,7 @@ int start(Config config, const Options& options) {
                                           uint32_t(config.num_init_children), &error);
     if (!table) return fail(error);
     table->header().parent_pid = getpid();
-    publish_nodes(config, *table);
+    publish_nodes(config, *table, true);
     if (!write_pid_file(config.pid_file_name, getpid(), &error)) {
         shm::Segment::remove(table->name());
         return fail(error);
@@ -141,9 +148,12 @@ int start(Config config, const Options& options) {
         close(ready_fd);
     }
     std::string pid_file = config.pid_file_name;
-    Supervisor supervisor(std::move(config), *table, listeners.fds, options.debug);
+    std::string pcp_socket = splitpool::pcp::pcp_socket_path(config);
+    Supervisor supervisor(std::move(config), *table, listeners.fds, pcp, options.debug);
     int rc = supervisor.run();
     close_listeners(listeners, true);
+    for (int fd : pcp.listen_fds) close(fd);
+    if (!pcp_socket.empty()) unlink(pcp_socket.c_str());
     shm::Segment::remove(table->name());
     unlink(pid_file.c_str());
     return rc;

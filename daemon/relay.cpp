@@ -92,7 +92,7 @@ bool Relay::clean() const {
     if (copy_node_ >= 0 || client_passthrough_ > 0 || !client_out_.empty()) return false;
     for (const NodeIo& n : nodes_) {
         BackendConn* c = ctx_.set.conn(n.node);
-        if (n.pending_ready > 0 || n.passthrough > 0 || !n.out.empty() || (c && !c->in.empty())) return false;
+        if (!n.units.empty() || n.passthrough > 0 || !n.out.empty() || (c && !c->in.empty())) return false;
     }
     return true;
 }
@@ -113,12 +113,6 @@ void Relay::fail_client(std::string_view sqlstate, const std::string& message) {
 Relay::NodeIo* Relay::node_io(int node) {
     if (node < 0 || node >= int(nodes_.size())) return nullptr;
     return &nodes_[node];
-}
-
-// The foundation sends everything to the primary; the router decides per statement later.
-int Relay::route(char type) const {
-    if ((type == 'd' || type == 'c' || type == 'f') && copy_node_ >= 0) return copy_node_;
-    return ctx_.primary_node;
 }
 
 void Relay::on_client_read(struct ev_loop*, ev_io* w, int) { static_cast<Relay*>(w->data)->read_client(); }
@@ -165,47 +159,99 @@ bool Relay::process_client_input() {
             client_passthrough_ = f.size();
             continue;
         }
-        if (!handle_client_message(f.type, client_in_.data(), f.size())) return false;
+        Step step = handle_client_message(f.type, client_in_.data(), f.size());
+        if (step == Step::Stop) return false;
+        if (step == Step::Hold) break;  // resumed when every node has answered
         client_in_.consume(f.size());
     }
     return !done_;
 }
 
-bool Relay::handle_client_message(char type, const char* data, size_t size) {
+bool Relay::idle() const {
+    for (const NodeIo& n : nodes_)
+        if (!n.units.empty()) return false;
+    return true;
+}
+
+std::vector<NodeView> Relay::node_views() const {
+    std::vector<NodeView> views(nodes_.size());
+    for (size_t i = 0; i < nodes_.size(); ++i)
+        if (BackendConn* c = ctx_.set.conn(int(i))) views[i] = {true, c->tx_status};
+    return views;
+}
+
+Relay::Step Relay::handle_client_message(char type, const char* data, size_t size) {
     if (type == 'X') {
         finish(RelayEnd::ClientTerminated);
-        return false;
+        return Step::Stop;
     }
+    if (type == 'd' || type == 'c' || type == 'f') {  // COPY data goes to the node in COPY mode
+        int node = copy_node_ >= 0 ? copy_node_ : ctx_.dispatcher.primary();
+        return queue_to_node(node, data, size) ? Step::Next : Step::Stop;
+    }
+    if (ctx_.dispatcher.needs_idle(type) && !idle()) return Step::Hold;
     if (ctx_.config.log_statement && type == 'Q')
         PROXY_LOG(Log, "statement: %.*s", int(size > 6 ? size - 6 : 0), data + 5);
-    int node = route(type);
-    NodeIo* n = node_io(node);
-    if (!n) {
-        fail_client(proto::sqlstate::kConnectionFailure, "no backend node is available");
+    Plan plan;
+    ctx_.dispatcher.on_message(type, data, size, node_views(), plan);
+    client_out_ += plan.client_reply;
+    for (Send& send : plan.sends)
+        if (!execute(send)) return Step::Stop;
+    return Step::Next;
+}
+
+// Connects a node on first use and brings it to the session's settings before anything else.
+bool Relay::ensure_connected(int node) {
+    if (ctx_.set.conn(node)) return true;
+    std::string error;
+    if (!ctx_.connect_node(node, error)) {
+        client_out_ += error;
+        flush_client();
         finish(RelayEnd::BackendFailed);
         return false;
     }
-    // Query, Sync and FunctionCall each end in exactly one ReadyForQuery.
-    if (type == 'Q' || type == 'S' || type == 'F') ++n->pending_ready;
-    return queue_to_node(node, data, size);
+    NodeIo& n = nodes_[size_t(node)];
+    BackendConn* c = ctx_.set.conn(node);
+    ev_io_set(&n.read_watcher, c->fd, EV_READ);
+    ev_io_set(&n.write_watcher, c->fd, EV_WRITE);
+    ev_io_start(ctx_.loop, &n.read_watcher);
+    const auto& replay = ctx_.dispatcher.session_replay();
+    if (!replay.empty()) {
+        Unit u;
+        u.delivery = Delivery::Swallow;
+        u.ready_left = int(replay.size());
+        for (const auto& sql : replay) proto::put_query(n.out, sql);
+        n.units.push_back(std::move(u));
+    }
+    return true;
+}
+
+bool Relay::execute(Send& send) {
+    if (!ensure_connected(send.node)) return false;
+    NodeIo& n = nodes_[size_t(send.node)];
+    if (!n.units.empty() && n.units.back().ready_left == 0) {
+        // continues a Flush-ended batch: the same unit, now closed by this batch's Sync
+        n.units.back().ready_left = send.ready_count;
+    } else {
+        Unit u;
+        u.delivery = send.delivery;
+        u.ready_left = send.ready_count;
+        if (send.retryable && send.node != ctx_.dispatcher.primary()) {
+            u.retryable = true;
+            u.retry_bytes = send.bytes;
+            u.retry_key = std::move(send.retry_key);
+        }
+        n.units.push_back(std::move(u));
+    }
+    n.out += send.bytes;
+    if (send.delivery == Delivery::Forward && send.node < shm::kMaxNodes)
+        ctx_.table.node(send.node).select_count.fetch_add(1, std::memory_order_relaxed);
+    return true;
 }
 
 bool Relay::queue_to_node(int node, const char* data, size_t size) {
-    NodeIo& n = nodes_[node];
-    if (!ctx_.set.conn(node)) {
-        std::string error;
-        if (!ctx_.connect_node(node, error)) {
-            client_out_ += error;
-            flush_client();
-            finish(RelayEnd::BackendFailed);
-            return false;
-        }
-        BackendConn* c = ctx_.set.conn(node);
-        ev_io_set(&n.read_watcher, c->fd, EV_READ);
-        ev_io_set(&n.write_watcher, c->fd, EV_WRITE);
-        ev_io_start(ctx_.loop, &n.read_watcher);
-    }
-    n.out.append(data, size);
+    if (!ensure_connected(node)) return false;
+    nodes_[size_t(node)].out.append(data, size);
     return true;
 }
 
@@ -285,17 +331,22 @@ void Relay::read_node(NodeIo& n) {
     }
     c->in.commit(size_t(got));
     if (!process_node_input(n)) return;
+    if (idle() && !client_in_.empty()) {  // input held back while nodes were answering
+        if (!process_client_input()) return;
+        for (NodeIo& node : nodes_)
+            if (!node.out.empty() && !flush_node(node)) return;
+    }
     if (flush_client()) update_flow_control();
     after_activity();
 }
 
-// Copies the node's messages to the client's output, reading the few that carry state.
+// Copies the node's messages to where their unit says, reading the few that carry state.
 bool Relay::process_node_input(NodeIo& n) {
     io::Buffer& in = ctx_.set.conn(n.node)->in;
     while (!in.empty()) {
         if (n.passthrough > 0) {
             size_t k = std::min(n.passthrough, in.size());
-            client_out_.append(in.data(), k);
+            if (n.passthrough_delivery == Delivery::Forward) client_out_.append(in.data(), k);
             in.consume(k);
             n.passthrough -= k;
             continue;
@@ -311,30 +362,94 @@ bool Relay::process_node_input(NodeIo& n) {
         }
         if (in.size() < f.size()) {
             if (must_inspect(f.type)) break;
+            Unit* u = n.units.empty() ? nullptr : &n.units.front();
+            if (u && u->retryable && !u->retrying && f.type != 'D' && f.type != 'd') break;
+            deliver(n, nullptr, 0, f.type, nullptr, 0);  // a streamed row: the read succeeded
             n.passthrough = f.size();
+            n.passthrough_delivery = delivery_for(n);
             continue;
         }
         inspect_node_message(n, f.type, f.body, f.body_size());
-        client_out_.append(in.data(), f.size());
+        deliver(n, in.data(), f.size(), f.type, f.body, f.body_size());
         in.consume(f.size());
     }
     return true;
 }
 
+Delivery Relay::delivery_for(NodeIo& n) const {
+    if (n.units.empty()) return n.node == ctx_.dispatcher.primary() ? Delivery::Forward : Delivery::Swallow;
+    const Unit& u = n.units.front();
+    return u.retrying ? Delivery::Swallow : u.delivery;
+}
+
+namespace {
+// A standby refusing a statement because it is a standby: the statement had no effect there and
+// may run on the primary instead (read_only_sql_transaction, or "recovery is in progress").
+bool standby_refusal(const char* body, size_t size) {
+    proto::Reader r(body, size);
+    std::string_view code, message;
+    for (uint8_t field = r.byte(); r.ok() && field != 0; field = r.byte()) {
+        std::string_view v = r.cstr();
+        if (field == 'C') code = v;
+        if (field == 'M') message = v;
+    }
+    return code == "25006" || (code == "55000" && message.find("recovery") != std::string_view::npos);
+}
+}  // namespace
+
+// Routes one reply message. `data` is null for the head of a streamed message (only the
+// decision matters then). A retryable unit holds its reply's head until rows or completion show
+// the read worked.
+void Relay::deliver(NodeIo& n, const char* data, size_t size, char type, const char* body, size_t body_size) {
+    Unit* u = n.units.empty() ? nullptr : &n.units.front();
+    if (u && u->retryable && !u->retrying) {
+        if (type == 'E' && standby_refusal(body, body_size)) {
+            u->retrying = true;
+            u->held.clear();
+            return;
+        }
+        if (data && (type == 'T' || type == '1' || type == '2' || type == 't' || type == 'n' || type == 'N')) {
+            u->held.append(data, size);
+            return;
+        }
+        client_out_ += u->held;
+        u->held.clear();
+        u->retryable = false;
+    }
+    Delivery d = delivery_for(n);
+    if (data && d == Delivery::Forward) client_out_.append(data, size);
+    if (d == Delivery::Swallow && type == 'E' && u)
+        PROXY_LOG(Debug1, "node %d reported an error in a reply the client does not see", n.node);
+    if (type == 'Z' && u) finish_unit(n);
+}
+
+void Relay::finish_unit(NodeIo& n) {
+    Unit& u = n.units.front();
+    if (--u.ready_left > 0) return;
+    if (!u.retrying) {
+        n.units.pop_front();
+        return;
+    }
+    Send retry;
+    retry.node = ctx_.dispatcher.primary();
+    retry.bytes = std::move(u.retry_bytes);
+    PROXY_LOG(Log, "node %d refused a balanced read as a standby: running it on the primary (node %d) from now on",
+              n.node, retry.node);
+    ctx_.dispatcher.remember_primary_only(u.retry_key);
+    n.units.pop_front();
+    if (execute(retry)) flush_node(nodes_[size_t(retry.node)]);
+}
+
 void Relay::inspect_node_message(NodeIo& n, char type, const char* body, size_t size) {
     switch (type) {
-    case 'Z':
-        if (n.pending_ready > 0) --n.pending_ready;
-        ctx_.set.conn(n.node)->tx_status = size ? body[0] : 'I';
-        break;
+    case 'Z': ctx_.set.conn(n.node)->tx_status = size ? body[0] : 'I'; break;
     case 'S':
-        if (n.node == ctx_.primary_node) merge_parameter_status(ctx_.set.params, body, size);
+        if (n.node == ctx_.dispatcher.primary()) merge_parameter_status(ctx_.set.params, body, size);
         break;
     case 'G': case 'H': case 'W': copy_node_ = n.node; break;
     case 'c': copy_node_ = -1; break;  // CopyDone from the node ends COPY OUT
     case 'E':
-        // An error ends COPY IN as well; extended-protocol errors are followed by ReadyForQuery.
-        if (copy_node_ == n.node) copy_node_ = -1;
+        if (copy_node_ == n.node) copy_node_ = -1;  // an error ends COPY IN as well
         break;
     default: break;
     }
@@ -343,13 +458,13 @@ void Relay::inspect_node_message(NodeIo& n, char type, const char* body, size_t 
 // Publishes the session state and arms client_idle_limit when nothing is in flight.
 void Relay::after_activity() {
     if (done_) return;
-    bool busy = false;
-    for (const NodeIo& n : nodes_) busy = busy || n.pending_ready > 0;
+    bool busy = !idle();
     BackendConn* primary = ctx_.set.conn(ctx_.primary_node);
     shm::ChildState state = busy ? shm::ChildState::Active
                             : (primary && primary->tx_status != 'I') ? shm::ChildState::IdleInTransaction
                                                                      : shm::ChildState::Idle;
     ctx_.table.child(ctx_.child_slot).state.store(static_cast<uint8_t>(state), std::memory_order_relaxed);
+    if (!client_out_.empty()) flush_client();
     if (!busy && ctx_.config.client_idle_limit > 0 && !ev_is_active(&idle_timer_)) {
         ev_timer_set(&idle_timer_, ctx_.config.client_idle_limit, 0.);
         ev_timer_start(ctx_.loop, &idle_timer_);

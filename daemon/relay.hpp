@@ -4,12 +4,14 @@
 
 #include <ev.h>
 
+#include <deque>
 #include <functional>
 #include <string>
 #include <vector>
 
 #include "daemon/backend_pool.hpp"
 #include "daemon/config.hpp"
+#include "daemon/dispatcher.hpp"
 #include "daemon/io/buffer.hpp"
 #include "shm/status_table.hpp"
 
@@ -33,6 +35,7 @@ struct RelayContext {
     int child_slot;
     int primary_node;
     const volatile int* fast_shutdown;
+    Dispatcher& dispatcher;
     // Opens the connection to a node on first use; false after writing the client's error to `client_error`.
     std::function<bool(int node, std::string& client_error)> connect_node;
 };
@@ -49,15 +52,29 @@ public:
     bool clean() const;
 
 private:
+    // Work sent to a node and not yet fully answered, in order; its Delivery says where replies go.
+    struct Unit {
+        Delivery delivery = Delivery::Forward;
+        int ready_left = 1;          // ReadyForQuery messages still owed (0: open Flush-ended batch)
+        bool retryable = false;      // hold the reply's head until it is clear the read succeeded
+        bool retrying = false;       // a standby refused it: swallow the rest, then redo on the primary
+        std::string retry_bytes;
+        std::string retry_key;
+        std::string held;            // reply messages held back while retryable
+    };
+
     struct NodeIo {
         Relay* relay = nullptr;
         int node = -1;
         ev_io read_watcher;
         ev_io write_watcher;
         std::string out;             // bytes for the node not yet written
-        int pending_ready = 0;       // ReadyForQuery messages the node still owes
-        size_t passthrough = 0;      // bytes of a large message still to stream to the client unread
+        std::deque<Unit> units;
+        size_t passthrough = 0;      // bytes of a large message still to stream unread
+        Delivery passthrough_delivery = Delivery::Forward;
     };
+
+    enum class Step { Next, Hold, Stop };
 
     static void on_client_read(struct ev_loop*, ev_io* w, int);
     static void on_client_write(struct ev_loop*, ev_io* w, int);
@@ -67,11 +84,18 @@ private:
 
     void read_client();
     bool process_client_input();
-    bool handle_client_message(char type, const char* data, size_t size);
+    Step handle_client_message(char type, const char* data, size_t size);
+    bool ensure_connected(int node);
+    bool execute(Send& send);
+    bool idle() const;
+    std::vector<NodeView> node_views() const;
+    Delivery delivery_for(NodeIo& n) const;
     bool queue_to_node(int node, const char* data, size_t size);
     void read_node(NodeIo& n);
     bool process_node_input(NodeIo& n);
     void inspect_node_message(NodeIo& n, char type, const char* body, size_t size);
+    void deliver(NodeIo& n, const char* data, size_t size, char type, const char* body, size_t body_size);
+    void finish_unit(NodeIo& n);
     bool flush_node(NodeIo& n);
     bool flush_client();
     void update_flow_control();
@@ -79,7 +103,6 @@ private:
     void finish(RelayEnd end);
     void fail_client(std::string_view sqlstate, const std::string& message);
     NodeIo* node_io(int node);
-    int route(char type) const;
 
     RelayContext& ctx_;
     ev_io client_read_;

@@ -12,6 +12,7 @@
 
 #include "daemon/child.hpp"
 #include "daemon/io/conn.hpp"
+#include "pcp/server.hpp"
 
 namespace splitpool::daemon {
 
@@ -35,31 +36,53 @@ LogOptions log_options_for(const Config& config, bool debug) {
     return o;
 }
 
-void publish_nodes(const Config& config, shm::StatusTable& table) {
+void publish_nodes(const Config& config, shm::StatusTable& table, bool at_start) {
     int primary = -1;
     for (size_t i = 0; i < config.backends.size(); ++i)
         if (primary < 0 && (config.backends[i].flags & kFlagAlwaysPrimary)) primary = int(i);
     // Without ALWAYS_PRIMARY the foundation takes node 0 as primary; primary detection by
-    // pg_is_in_recovery() comes with routing.
+    // pg_is_in_recovery() comes with health checking.
     bool known = primary >= 0;
     if (!known) primary = 0;
+    int old_count = table.num_nodes();
     for (size_t i = 0; i < config.backends.size(); ++i) {
         const BackendConfig& b = config.backends[i];
         shm::NodeSlot& n = table.node(int(i));
         table.set_node_text(int(i), b.hostname, b.port, b.application_name);
         n.weight = b.weight;
         n.flags = b.flags;
+        // Roles and statuses are runtime state (PCP attach/detach/promote): a reload only sets them
+        // for nodes it adds.
+        if (!at_start && int(i) < old_count) continue;
         n.role = uint8_t(int(i) == primary ? shm::NodeRole::Primary
                                            : known ? shm::NodeRole::Standby : shm::NodeRole::Unknown);
-        if (n.status.load() == uint8_t(shm::NodeStatus::Unused)) table.set_node_status(int(i), shm::NodeStatus::Waiting);
+        table.set_node_status(int(i), shm::NodeStatus::Waiting);
     }
     table.set_num_nodes(int(config.backends.size()));
-    table.header().primary_node = primary;
+    if (at_start) table.header().primary_node = primary;
 }
 
-Supervisor::Supervisor(Config config, shm::StatusTable& table, std::vector<int> listen_fds, bool debug)
+Supervisor::Supervisor(Config config, shm::StatusTable& table, std::vector<int> listen_fds, PcpSetup pcp, bool debug)
     : config_(std::move(config)), table_(table), listen_fds_(std::move(listen_fds)), debug_(debug),
-      pids_(size_t(config_.num_init_children), 0) {}
+      pcp_(std::move(pcp)), pids_(size_t(config_.num_init_children), 0) {}
+
+void Supervisor::spawn_pcp() {
+    if (pcp_.listen_fds.empty()) return;
+    pid_t pid = fork();
+    if (pid < 0) {
+        PROXY_LOG(Warning, "could not fork the PCP process: %s", strerror(errno));
+        return;
+    }
+    if (pid == 0) {
+        for (int fd : listen_fds_) close(fd);  // the PCP process never accepts clients
+        log_set_process_name("pcp");
+        sigset_t none;
+        sigemptyset(&none);
+        sigprocmask(SIG_SETMASK, &none, nullptr);
+        pcp::run_pcp_server(config_, table_, pcp_.pcp_conf_path, getppid(), pcp_.listen_fds);
+    }
+    pcp_pid_ = pid;
+}
 
 void Supervisor::spawn(int slot) {
     pid_t pid = fork();
@@ -72,7 +95,7 @@ void Supervisor::spawn(int slot) {
 }
 
 int Supervisor::live_children() const {
-    int n = 0;
+    int n = pcp_pid_ != 0;
     for (pid_t p : pids_) n += p != 0;
     return n;
 }
@@ -81,6 +104,14 @@ void Supervisor::reap_children() {
     int status = 0;
     pid_t pid;
     while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+        if (pid == pcp_pid_) {
+            pcp_pid_ = 0;
+            if (!shutdown_signal_) {
+                PROXY_LOG(Warning, "PCP process %d exited (status %d): restarting it", pid, status);
+                spawn_pcp();
+            }
+            continue;
+        }
         for (size_t slot = 0; slot < pids_.size(); ++slot) {
             if (pids_[slot] != pid) continue;
             pids_[slot] = 0;
@@ -112,10 +143,11 @@ void Supervisor::reload() {
     fresh.num_init_children = config_.num_init_children;
     config_ = std::move(fresh);
     log_configure(log_options_for(config_, debug_));
-    publish_nodes(config_, table_);
+    publish_nodes(config_, table_, false);
     table_.header().config_generation.fetch_add(1);
     for (pid_t p : pids_)
         if (p) kill(p, SIGHUP);
+    if (pcp_pid_) kill(pcp_pid_, SIGHUP);
     PROXY_LOG(Log, "configuration reloaded from \"%s\"", config_.config_file.c_str());
 }
 
@@ -128,11 +160,13 @@ void Supervisor::begin_shutdown(int sig) {
     PROXY_LOG(Log, "received %s shutdown request", mode);
     for (pid_t p : pids_)
         if (p) kill(p, sig);
+    if (pcp_pid_) kill(pcp_pid_, SIGTERM);
 }
 
 int Supervisor::run() {
     log_set_process_name("main");
     for (int slot = 0; slot < config_.num_init_children; ++slot) spawn(slot);
+    spawn_pcp();
     PROXY_LOG(Log, "splitpool successfully started, %d children listening on port %d", config_.num_init_children,
               config_.port);
     sigset_t set;
@@ -148,6 +182,7 @@ int Supervisor::run() {
         if (shutdown_signal_ == SIGINT && io::now_ms() - shutdown_started_ms_ > kFastShutdownGraceMs)
             for (pid_t p : pids_)
                 if (p) kill(p, SIGKILL);
+    if (shutdown_signal_ == SIGQUIT && pcp_pid_) kill(pcp_pid_, SIGKILL);
     }
     PROXY_LOG(Log, "splitpool is shut down");
     return 0;

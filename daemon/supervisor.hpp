@@ -4,6 +4,7 @@
 
 #include <sys/types.h>
 
+#include <string>
 #include <vector>
 
 #include "daemon/config.hpp"
@@ -15,17 +16,25 @@ namespace splitpool::daemon {
 // Logger settings for a config; `debug` is the -d flag (DEBUG1 whatever the file says).
 LogOptions log_options_for(const Config& config, bool debug);
 
-// Publishes the backend list (host, port, weight, flags, role) in shared memory.
-void publish_nodes(const Config& config, shm::StatusTable& table);
+// Publishes the backend list (host, port, weight, flags) in shared memory; roles and statuses
+// only at start and for nodes a reload adds.
+void publish_nodes(const Config& config, shm::StatusTable& table, bool at_start);
+
+// The PCP administration listener the supervisor keeps running beside the children.
+struct PcpSetup {
+    std::vector<int> listen_fds;
+    std::string pcp_conf_path;
+};
 
 class Supervisor {
 public:
-    Supervisor(Config config, shm::StatusTable& table, std::vector<int> listen_fds, bool debug);
+    Supervisor(Config config, shm::StatusTable& table, std::vector<int> listen_fds, PcpSetup pcp, bool debug);
     // Expects SIGCHLD, SIGHUP, SIGTERM, SIGINT and SIGQUIT to be blocked. Returns the exit code.
     int run();
 
 private:
     void spawn(int slot);
+    void spawn_pcp();
     void reap_children();
     void reload();
     void begin_shutdown(int sig);
@@ -35,7 +44,9 @@ private:
     shm::StatusTable& table_;
     std::vector<int> listen_fds_;
     bool debug_;
+    PcpSetup pcp_;
     std::vector<pid_t> pids_;   // by child slot; 0 = empty
+    pid_t pcp_pid_ = 0;
     int shutdown_signal_ = 0;
     int64_t shutdown_started_ms_ = 0;
 };

@@ -1,0 +1,344 @@
+// Turns client messages into plans: which node gets which bytes, whose replies reach the client,
+// and what must be replayed so that several nodes behave like one PostgreSQL session.
+#include "daemon/dispatcher.hpp"
+
+#include "daemon/log.hpp"
+#include "daemon/proto/frame.hpp"
+#include "daemon/proto/writer.hpp"
+#include "parser/cache_key.hpp"
+
+namespace splitpool::daemon {
+
+using parser::Classification;
+using parser::Kind;
+
+namespace {
+
+std::string query_message(std::string_view sql) {
+    std::string out;
+    proto::put_query(out, sql);
+    return out;
+}
+
+// Bind: portal name, statement name. Describe/Close: 'S' or 'P', name. Execute: portal name.
+struct Names {
+    std::string_view first, second;
+    char what = 0;
+};
+
+Names names_of(char type, const char* msg, size_t size) {
+    proto::Reader r(msg + 5, size - 5);
+    Names n;
+    if (type == 'B') {
+        n.first = r.cstr();
+        n.second = r.cstr();
+    } else if (type == 'D' || type == 'C') {
+        n.what = char(r.byte());
+        n.first = r.cstr();
+    } else {
+        n.first = r.cstr();
+    }
+    return n;
+}
+
+}  // namespace
+
+Dispatcher::Dispatcher(const Config& config, const RoutingPolicy& policy, parser::ClassificationCache& cache,
+                       shm::StatusTable& table, std::set<std::string>& primary_only, const std::string& database,
+                       const std::string& user, const std::string& application_name)
+    : config_(config), policy_(policy), cache_(cache), table_(table), primary_only_(primary_only) {
+    int p = table.header().primary_node.load(std::memory_order_relaxed);
+    primary_ = p >= 0 && p < int(config.backends.size()) ? p : 0;
+    route_state_.database = database;
+    route_state_.user = user;
+    route_state_.application_name = application_name;
+}
+
+bool Dispatcher::needs_idle(char type) const {
+    switch (type) {
+    case 'Q': case 'F': return true;
+    case 'S': case 'H': return pinned_node_ < 0;
+    default: return false;
+    }
+}
+
+std::string Dispatcher::query_of(const char* msg, size_t size) const {
+    proto::Reader r(msg + 5, size - 5);
+    return std::string(r.cstr());
+}
+
+bool Dispatcher::in_transaction(const std::vector<NodeView>& nodes) const {
+    for (const NodeView& n : nodes)
+        if (n.connected && n.tx_status != 'I') return true;
+    return false;
+}
+
+int Dispatcher::failed_node(const std::vector<NodeView>& nodes) const {
+    for (size_t i = 0; i < nodes.size(); ++i)
+        if (nodes[i].connected && nodes[i].tx_status == 'E') return int(i);
+    return -1;
+}
+
+// A node joining an open transaction first gets the transaction's BEGIN and its savepoints, so a
+// later ROLLBACK TO SAVEPOINT, COMMIT or failure treats it like every other node of the transaction.
+void Dispatcher::add_send(int node, Delivery delivery, std::string bytes, const std::vector<NodeView>& nodes,
+                          Plan& plan, int ready_count) {
+    bool joined_in_plan = false;
+    for (const Send& s : plan.sends) joined_in_plan = joined_in_plan || s.node == node;
+    const NodeView& view = nodes[size_t(node)];
+    bool idle_node = !view.connected || view.tx_status == 'I';
+    if (!joined_in_plan && idle_node && in_transaction(nodes)) {
+        std::string join = query_message(begin_text_);
+        for (const auto& sp : savepoints_) join += query_message("SAVEPOINT " + sp);
+        Send s{node, Delivery::Swallow, std::move(join)};
+        s.ready_count = 1 + int(savepoints_.size());
+        plan.sends.push_back(std::move(s));
+    }
+    Send s;
+    s.node = node;
+    s.delivery = delivery;
+    s.bytes = std::move(bytes);
+    s.ready_count = ready_count;
+    plan.sends.push_back(std::move(s));
+}
+
+// Statements every node of the session (or of the transaction) must see: the client's reply comes
+// from the primary when it takes part, else from the first node taking part.
+void Dispatcher::fan_out(const Classification& cls, const std::string& bytes, const std::vector<NodeView>& nodes,
+                         bool tx_only, Plan& plan) {
+    int failed = failed_node(nodes);
+    bool ending = cls.kind == Kind::Commit || cls.kind == Kind::Rollback;
+    std::vector<int> targets;
+    for (size_t i = 0; i < nodes.size(); ++i) {
+        bool take = nodes[i].connected && (!tx_only || nodes[i].tx_status != 'I');
+        if (take) targets.push_back(int(i));
+    }
+    if (targets.empty()) targets.push_back(primary_);
+    int forward = failed >= 0 ? failed : primary_;
+    if (std::find(targets.begin(), targets.end(), forward) == targets.end()) forward = targets.front();
+    for (int node : targets) {
+        // COMMIT of a transaction that failed anywhere must not commit anywhere: the failed node
+        // answers as PostgreSQL does (ROLLBACK), the others are rolled back quietly.
+        bool rollback_instead = ending && failed >= 0 && node != failed;
+        std::string out = rollback_instead ? query_message("ROLLBACK") : bytes;
+        Send s{node, node == forward ? Delivery::Forward : Delivery::Swallow, std::move(out)};
+        plan.sends.push_back(std::move(s));
+    }
+}
+
+// Where one statement runs. Inside a failed transaction every statement goes to the failed node,
+// which answers 25P02 exactly as PostgreSQL would.
+int Dispatcher::target_for(const Classification& cls, std::string_view key, const std::vector<NodeView>& nodes,
+                           bool& balanced) {
+    balanced = false;
+    int failed = failed_node(nodes);
+    if (failed >= 0) return failed;
+    shm::NodeSnapshot snapshot = table_.snapshot();
+    route_state_.in_transaction = in_transaction(nodes);
+    route_state_.force_primary = route_state_.force_primary || primary_only_.count(std::string(key)) > 0;
+    RouteDecision d = route(cls, route_state_, snapshot, policy_);
+    bool forced = primary_only_.count(std::string(key)) > 0;
+    note_statement(route_state_, cls, d);
+    int node = d.node >= 0 && d.node < int(nodes.size()) ? d.node : primary_;
+    if (forced) node = primary_;
+    balanced = node != primary_ && !route_state_.in_transaction;
+    PROXY_LOG(Debug1, "route: %s -> node %d (%s)", std::string(parser::kind_name(cls.kind)).c_str(), node,
+              d.reason.c_str());
+    return node;
+}
+
+void Dispatcher::note_session_state(const Classification& cls, std::string_view sql, int node) {
+    switch (cls.kind) {
+    case Kind::Begin: begin_text_ = std::string(sql); savepoints_.clear(); break;
+    case Kind::Commit: case Kind::Rollback: savepoints_.clear(); break;
+    case Kind::Savepoint: savepoints_.push_back(cls.name); break;
+    case Kind::ReleaseSavepoint:
+        while (!savepoints_.empty() && savepoints_.back() != cls.name) savepoints_.pop_back();
+        if (!savepoints_.empty()) savepoints_.pop_back();
+        break;
+    case Kind::Set: case Kind::Reset:
+        if (!cls.set.is_local && !cls.set.transaction) {
+            if (cls.set.reset_all) session_sets_.clear();
+            session_sets_.emplace_back(sql);
+        }
+        break;
+    case Kind::DiscardAll: session_sets_.clear(); sql_prepared_.clear(); cursors_.clear(); break;
+    case Kind::Prepare: sql_prepared_[cls.name] = node; break;
+    case Kind::DeallocateAll: sql_prepared_.clear(); break;
+    case Kind::DeclareCursor: cursors_[cls.name] = node; break;
+    default: break;
+    }
+}
+
+void Dispatcher::plan_query(std::string_view sql, const char* msg, size_t size, const std::vector<NodeView>& nodes,
+                            Plan& plan) {
+    const Classification& cls = cache_.lookup_or_classify(sql);
+    std::string bytes(msg, size);
+    if (cls.splitpool_setting) {
+        route_state_.force_primary = cls.set.value == "primary";
+        proto::Writer(plan.client_reply).begin('C').cstr(cls.kind == Kind::Show ? "SHOW" : "SET").finish();
+        char status = nodes[size_t(primary_)].connected ? nodes[size_t(primary_)].tx_status : 'I';
+        proto::put_ready_for_query(plan.client_reply, status);
+        return;
+    }
+    bool session_wide = cls.kind == Kind::DiscardAll || cls.kind == Kind::DeallocateAll ||
+                        ((cls.kind == Kind::Set || cls.kind == Kind::Reset) && !cls.set.is_local && !cls.set.transaction);
+    bool tx_wide = cls.kind == Kind::Commit || cls.kind == Kind::Rollback || cls.kind == Kind::Savepoint ||
+                   cls.kind == Kind::RollbackToSavepoint || cls.kind == Kind::ReleaseSavepoint ||
+                   cls.kind == Kind::Set || cls.kind == Kind::Reset;
+    if (session_wide || (tx_wide && in_transaction(nodes))) {
+        fan_out(cls, bytes, nodes, !session_wide, plan);
+        note_statement(route_state_, cls, RouteDecision{primary_, "all nodes"});
+        note_session_state(cls, sql, primary_);
+        return;
+    }
+    int node;
+    bool balanced = false;
+    auto named = [&](const std::map<std::string, int>& m) {
+        auto it = m.find(cls.name);
+        return it != m.end() ? it->second : primary_;
+    };
+    if (cls.kind == Kind::Execute || cls.kind == Kind::Deallocate) node = named(sql_prepared_);
+    else if (cls.kind == Kind::Fetch || (cls.kind == Kind::ClosePortal && !cls.name.empty())) node = named(cursors_);
+    else {
+        parser::cache_key(sql, &key_);
+        node = target_for(cls, key_, nodes, balanced);
+    }
+    if (failed_node(nodes) >= 0) node = failed_node(nodes);
+    add_send(node, Delivery::Forward, std::move(bytes), nodes, plan);
+    if (balanced && !plan.sends.empty()) {
+        plan.sends.back().retryable = true;
+        plan.sends.back().retry_key = key_;
+    }
+    note_session_state(cls, sql, node);
+}
+
+// An extended-protocol batch runs on one node: the primary when any statement in it needs the
+// primary, else where its first statement lives. Statements parsed on another node are parsed
+// again on the target first, so a transaction that became writing keeps its prepared statements.
+void Dispatcher::plan_batch(bool sync, const std::vector<NodeView>& nodes, Plan& plan) {
+    int target = pinned_node_;
+    bool balanced = false;
+    bool fan = false;
+    const Classification* fan_cls = nullptr;
+    std::string sql_of_first;
+    if (target < 0) {
+        bool need_primary = false;
+        int first = -1;
+        for (auto [type, off] : batch_msgs_) {
+            const char* m = batch_.data() + off;
+            size_t len = proto::read_u32(m + 1) + 1;
+            int node = -1;
+            if (type == 'P') {
+                proto::Reader r(m + 5, len - 5);
+                std::string name(r.cstr());
+                std::string_view q = r.cstr();
+                const Classification& cls = cache_.lookup_or_classify(q);
+                bool wide = cls.kind == Kind::Commit || cls.kind == Kind::Rollback || cls.kind == Kind::Set ||
+                            cls.kind == Kind::Reset || cls.kind == Kind::DiscardAll || cls.kind == Kind::Savepoint ||
+                            cls.kind == Kind::RollbackToSavepoint || cls.kind == Kind::ReleaseSavepoint;
+                if (wide && batch_msgs_.size() <= 4 && (in_transaction(nodes) || cls.kind == Kind::Set ||
+                                                         cls.kind == Kind::Reset || cls.kind == Kind::DiscardAll)) {
+                    fan = true;
+                    fan_cls = &cls;
+                    sql_of_first = std::string(q);
+                    break;
+                }
+                parser::cache_key(q, &key_);
+                bool b = false;
+                node = target_for(cls, key_, nodes, b);
+                balanced = balanced || b;
+                Statement& st = statements_[name];
+                st.parse_bytes.assign(m, len);
+                st.home = node;
+                st.nodes = 0;
+                note_session_state(cls, q, node);
+            } else if (type == 'B' || type == 'D' || type == 'C') {
+                Names n = names_of(type, m, len);
+                bool portal = (type == 'D' || type == 'C') && n.what == 'P';
+                std::string_view stmt = type == 'B' ? n.second : n.first;
+                if (portal) {
+                    auto it = portals_.find(std::string(n.first));
+                    node = it != portals_.end() ? it->second : -1;
+                } else {
+                    auto it = statements_.find(std::string(stmt));
+                    node = it != statements_.end() ? it->second.home : -1;
+                }
+            } else if (type == 'E') {
+                auto it = portals_.find(std::string(names_of(type, m, len).first));
+                node = it != portals_.end() ? it->second : -1;
+            }
+            if (node == primary_) need_primary = true;
+            if (first < 0 && node >= 0) first = node;
+        }
+        int failed = failed_node(nodes);
+        target = failed >= 0 ? failed : need_primary ? primary_ : first >= 0 ? first : primary_;
+    }
+    if (fan) {
+        fan_out(*fan_cls, batch_, nodes, !(fan_cls->kind == Kind::Set || fan_cls->kind == Kind::Reset ||
+                                           fan_cls->kind == Kind::DiscardAll), plan);
+        note_statement(route_state_, *fan_cls, RouteDecision{primary_, "all nodes"});
+        note_session_state(*fan_cls, sql_of_first, primary_);
+    } else {
+        std::string reparse;
+        for (auto [type, off] : batch_msgs_) {
+            const char* m = batch_.data() + off;
+            size_t len = proto::read_u32(m + 1) + 1;
+            if (type == 'P') {
+                proto::Reader r(m + 5, len - 5);
+                statements_[std::string(r.cstr())].nodes |= target < 64 ? (uint64_t(1) << target) : 0;
+            } else if (type == 'B') {
+                Names n = names_of(type, m, len);
+                portals_[std::string(n.first)] = target;
+                auto it = statements_.find(std::string(n.second));
+                if (it != statements_.end() && target < 64 && !(it->second.nodes & (uint64_t(1) << target))) {
+                    reparse += it->second.parse_bytes;
+                    it->second.nodes |= uint64_t(1) << target;
+                }
+            } else if (type == 'C') {
+                Names n = names_of(type, m, len);
+                if (n.what == 'S') statements_.erase(std::string(n.first));
+                else portals_.erase(std::string(n.first));
+            }
+        }
+        if (!reparse.empty()) {
+            reparse += std::string("S\0\0\0\4", 5);
+            add_send(target, Delivery::Swallow, std::move(reparse), nodes, plan);
+        }
+        add_send(target, Delivery::Forward, batch_, nodes, plan, sync ? 1 : 0);
+        if (balanced && sync && pinned_node_ < 0 && reparse.empty()) {
+            plan.sends.back().retryable = true;
+            plan.sends.back().retry_key = key_;
+        }
+    }
+    pinned_node_ = sync ? -1 : target;
+    batch_.clear();
+    batch_msgs_.clear();
+}
+
+void Dispatcher::on_message(char type, const char* msg, size_t size, const std::vector<NodeView>& nodes,
+                            Plan& plan) {
+    switch (type) {
+    case 'Q': {
+        proto::Reader r(msg + 5, size - 5);
+        plan_query(r.cstr(), msg, size, nodes, plan);
+        return;
+    }
+    case 'F':  // FunctionCall: the function may write
+        add_send(failed_node(nodes) >= 0 ? failed_node(nodes) : primary_, Delivery::Forward, std::string(msg, size),
+                 nodes, plan);
+        return;
+    case 'P': case 'B': case 'D': case 'E': case 'C':
+        batch_msgs_.emplace_back(type, batch_.size());
+        batch_.append(msg, size);
+        return;
+    case 'S': case 'H':
+        batch_.append(msg, size);
+        plan_batch(type == 'S', nodes, plan);
+        return;
+    default:  // CopyData/Done/Fail and anything unknown go where the relay says (COPY node, primary)
+        return;
+    }
+}
+
+}  // namespace splitpool::daemon

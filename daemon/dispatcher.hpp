@@ -1,0 +1,106 @@
+// Turns client messages into plans: which node gets which bytes, whose replies reach the client,
+// and what must be replayed so that several nodes behave like one PostgreSQL session.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <set>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "daemon/config.hpp"
+#include "daemon/router.hpp"
+#include "parser/classify_cache.hpp"
+#include "shm/status_table.hpp"
+
+namespace splitpool::daemon {
+
+enum class Delivery : uint8_t { Forward, Swallow };
+
+// Bytes for one node. A send that ends in Query or Sync is answered by one ReadyForQuery.
+struct Send {
+    int node = -1;
+    Delivery delivery = Delivery::Forward;
+    std::string bytes;
+    int ready_count = 1;      // ReadyForQuery messages that close it (0: a Flush-ended batch)
+    bool retryable = false;   // balanced read outside a transaction: may be redone on the primary
+    std::string retry_key;    // cache key remembered when a retry happens
+};
+
+struct Plan {
+    std::vector<Send> sends;
+    std::string client_reply;  // answered by splitpool itself (SET splitpool.route ...)
+    void clear() {
+        sends.clear();
+        client_reply.clear();
+    }
+};
+
+// What the relay knows about each node when a plan is made (no replies are outstanding then).
+struct NodeView {
+    bool connected = false;
+    char tx_status = 'I';
+};
+
+class Dispatcher {
+public:
+    Dispatcher(const Config& config, const RoutingPolicy& policy, parser::ClassificationCache& cache,
+               shm::StatusTable& table, std::set<std::string>& primary_only, const std::string& database,
+               const std::string& user, const std::string& application_name);
+
+    // True when the message can only be planned once every node has answered everything sent
+    // before (a Query, or the Sync/Flush that closes a batch not already bound to a node).
+    bool needs_idle(char type) const;
+    // Takes one complete client message; fills `plan` when something is to be sent or answered.
+    void on_message(char type, const char* msg, size_t size, const std::vector<NodeView>& nodes, Plan& plan);
+    // Statements that bring a newly connected node to the session's settings.
+    const std::vector<std::string>& session_replay() const { return session_sets_; }
+    int primary() const { return primary_; }
+    // A standby refused this statement (by cache key): it goes to the primary from now on.
+    void remember_primary_only(const std::string& key) { primary_only_.insert(key); }
+
+private:
+    struct Statement {
+        std::string parse_bytes;   // the Parse message, to re-parse on another node
+        uint64_t nodes = 0;        // bit per node (nodes < 64) where it exists
+        int home = -1;             // node it was parsed for
+    };
+
+    void plan_query(std::string_view sql, const char* msg, size_t size, const std::vector<NodeView>& nodes, Plan& plan);
+    void plan_batch(bool sync, const std::vector<NodeView>& nodes, Plan& plan);
+    int target_for(const parser::Classification& cls, std::string_view key, const std::vector<NodeView>& nodes,
+                   bool& balanced);
+    void fan_out(const parser::Classification& cls, const std::string& bytes, const std::vector<NodeView>& nodes,
+                 bool tx_only, Plan& plan);
+    void add_send(int node, Delivery delivery, std::string bytes, const std::vector<NodeView>& nodes, Plan& plan,
+                  int ready_count = 1);
+    void note_session_state(const parser::Classification& cls, std::string_view sql, int node);
+    bool in_transaction(const std::vector<NodeView>& nodes) const;
+    int failed_node(const std::vector<NodeView>& nodes) const;
+    std::string query_of(const char* msg, size_t size) const;
+
+    const Config& config_;
+    const RoutingPolicy& policy_;
+    parser::ClassificationCache& cache_;
+    shm::StatusTable& table_;
+    std::set<std::string>& primary_only_;  // statements a standby refused: primary from now on
+    SessionRouteState route_state_;
+    int primary_;
+    std::string key_;                      // reused cache-key buffer
+
+    std::string begin_text_ = "BEGIN";     // replayed on a node that joins an open transaction
+    std::vector<std::string> savepoints_;
+    std::vector<std::string> session_sets_;
+    std::map<std::string, Statement> statements_;  // extended protocol, by name ("" = unnamed)
+    std::map<std::string, int> portals_;
+    std::map<std::string, int> sql_prepared_;      // SQL PREPARE name -> node
+    std::map<std::string, int> cursors_;           // DECLARE name -> node
+
+    // The extended-protocol batch being collected until Sync or Flush.
+    std::string batch_;
+    std::vector<std::pair<char, size_t>> batch_msgs_;  // type, offset into batch_
+    int pinned_node_ = -1;                             // a Flush-ended batch continues on this node
+};
+
+}  // namespace splitpool::daemon

@@ -1,0 +1,421 @@
+// The PCP request handlers: each request packet becomes reply bytes, reading and changing shared memory.
+#include "pcp/commands.hpp"
+
+#include <signal.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdarg>
+#include <cinttypes>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <ctime>
+
+#include "daemon/io/conn.hpp"
+#include "daemon/log.hpp"
+
+namespace splitpool::pcp {
+namespace {
+
+using shm::ChildState;
+using shm::NodeRole;
+using shm::NodeStatus;
+
+constexpr int kRolePrimary = 2;   // pgpool's SERVER_ROLE: main, replica, primary, standby
+constexpr int kRoleStandby = 3;
+
+std::string fmt(const char* format, ...) __attribute__((format(printf, 1, 2)));
+std::string fmt(const char* format, ...) {
+    char buf[512];
+    va_list args;
+    va_start(args, format);
+    vsnprintf(buf, sizeof buf, format, args);
+    va_end(args);
+    return buf;
+}
+
+NodeStatus node_status(const CommandContext& ctx, int id) {
+    return static_cast<NodeStatus>(ctx.table.node(id).status.load());
+}
+
+// pgpool's VALID_BACKEND in streaming replication: up, or up but not yet connected to.
+bool node_valid(const CommandContext& ctx, int id) {
+    NodeStatus s = node_status(ctx, id);
+    return s == NodeStatus::Up || s == NodeStatus::Waiting;
+}
+
+const char* status_name(NodeStatus s) {
+    switch (s) {
+    case NodeStatus::Unused: return "unused";
+    case NodeStatus::Waiting: return "waiting";
+    case NodeStatus::Up: return "up";
+    case NodeStatus::Down: return "down";
+    }
+    return "unknown";
+}
+
+bool is_primary(const CommandContext& ctx, int id) { return ctx.table.header().primary_node.load() == id; }
+
+// Weights are normalized over all configured nodes and scaled by RAND_MAX, as pgpool keeps them.
+double normalized_weight(const CommandContext& ctx, int id) {
+    double total = 0;
+    for (int i = 0; i < ctx.table.num_nodes(); ++i) total += ctx.table.node(i).weight.load();
+    return total > 0 ? ctx.table.node(id).weight.load() / total : 0.0;
+}
+
+// pgpool pings the node with libpq when health checks are on; a TCP connect is our equivalent.
+std::string backend_status_probe(const CommandContext& ctx, int id) {
+    if (ctx.config.health_check_period <= 0) return "unknown";
+    shm::NodeText text = ctx.table.node_text(id);
+    std::string error;
+    int timeout = ctx.config.connect_timeout > 0 ? ctx.config.connect_timeout : 10000;
+    int fd = io::connect_to(text.hostname, text.port, timeout, &error);
+    if (fd < 0) return "down";
+    close(fd);
+    return "up";
+}
+
+// The role the nodes report; filled by the streaming-replication check, unknown when it is off.
+std::string backend_role(const CommandContext& ctx, int id) {
+    if (ctx.config.sr_check_period <= 0) return "unknown";
+    switch (static_cast<NodeRole>(ctx.table.node(id).role.load())) {
+    case NodeRole::Primary: return "primary";
+    case NodeRole::Standby: return "standby";
+    default: return "unknown";
+    }
+}
+
+std::string complete(char type) { return encode_strings(type, {kCommandComplete}); }
+
+// ---- node count / node info / health check stats ------------------------------------------------
+
+Reply node_count(const CommandContext& ctx) {
+    return {encode_strings('l', {kCommandComplete, std::to_string(ctx.table.num_nodes())})};
+}
+
+std::string node_info_packet(const CommandContext& ctx, int id) {
+    shm::NodeText text = ctx.table.node_text(id);
+    const shm::NodeSlot& n = ctx.table.node(id);
+    int64_t delay = n.replication_delay.load();
+    // pgpool 4.3's NodeInfo: 12 strings, in this order.
+    return encode_strings('i', {"NodeInfo", text.hostname, std::to_string(text.port),
+                                std::to_string(int(n.status.load())), "0", backend_status_probe(ctx, id),
+                                fmt("%f", normalized_weight(ctx, id) * kRandMax),
+                                std::to_string(is_primary(ctx, id) ? kRolePrimary : kRoleStandby),
+                                backend_role(ctx, id), fmt("%" PRIu64, uint64_t(delay > 0 ? delay : 0)), "", "",
+                                fmt("%" PRId64, n.status_changed_at.load())});
+}
+
+Reply node_info(const CommandContext& ctx, const std::string& arg) {
+    int id = atoi(arg.c_str());
+    int count = ctx.table.num_nodes();
+    if (id != -1 && (id < 0 || id >= count))
+        return error_reply("informing node info failed", "invalid node ID : " + arg);
+    Reply r;
+    r.bytes = encode_strings('i', {kArraySize, std::to_string(id == -1 ? count : 1)});
+    for (int i = 0; i < count; ++i)
+        if (id == -1 || id == i) r.bytes += node_info_packet(ctx, i);
+    r.bytes += complete('i');
+    return r;
+}
+
+Reply health_check_stats(const CommandContext& ctx, const std::string& arg) {
+    int id = atoi(arg.c_str());
+    int count = ctx.table.num_nodes();
+    if (id < 0 || id > count)
+        return error_reply("informing health check stats info failed", fmt("invalid node ID %d", id));
+    if (id == count)
+        return error_reply("informing health check stats info failed",
+                           fmt("stats data for node ID %d does not exist", id));
+    shm::NodeText text = ctx.table.node_text(id);
+    const shm::NodeSlot& n = ctx.table.node(id);
+    // Retries, durations and timestamps are not recorded yet: pgpool's values for "never".
+    std::vector<std::string> fields = {
+        std::string(kCommandComplete), std::to_string(id), text.hostname, std::to_string(text.port),
+        status_name(node_status(ctx, id)), is_primary(ctx, id) ? "primary" : "standby",
+        format_timestamp(n.status_changed_at.load()), std::to_string(n.health_check_total.load()),
+        std::to_string(n.health_check_success.load()), std::to_string(n.health_check_fail.load()),
+        std::to_string(n.health_check_skip.load()), "0", "0.000000", "0", "0", "0", "0.000000", "", "", "", ""};
+    return {encode_strings('h', fields)};
+}
+
+// ---- processes ----------------------------------------------------------------------------------
+
+Reply process_count(const CommandContext& ctx) {
+    std::vector<std::string> fields{std::string(kCommandComplete), ""};
+    int count = 0;
+    for (int i = 0; i < ctx.table.num_children(); ++i) {
+        int32_t pid = ctx.table.child(i).pid.load();
+        if (pid == 0) continue;
+        fields.push_back(std::to_string(pid));
+        ++count;
+    }
+    fields[1] = std::to_string(count);
+    return {encode_strings('n', fields)};
+}
+
+const char* child_status_text(ChildState s) {
+    switch (s) {
+    case ChildState::WaitingForClient: return "Wait for connection";
+    case ChildState::Authenticating: return "Connecting";
+    case ChildState::Idle: return "Idle";
+    case ChildState::Active: return "Execute command";
+    case ChildState::IdleInTransaction: return "Idle in transaction";
+    default: return "";
+    }
+}
+
+std::string time_or_empty(int64_t t) { return t > 0 ? format_timestamp(t) : ""; }
+
+// One row per (child, node): pgpool's POOL_REPORT_POOLS with one pool slot per child.
+std::string process_info_packet(const CommandContext& ctx, int slot, int node) {
+    const shm::ChildSlot& c = ctx.table.child(slot);
+    shm::ChildText text = ctx.table.child_text(slot);
+    auto state = static_cast<ChildState>(c.state.load());
+    bool in_session = state != ChildState::WaitingForClient && state != ChildState::Gone;
+    int32_t backend_pid = c.backend[node].pid.load();
+    bool connected = backend_pid != 0;
+    int64_t since = c.client_connected_at.load();
+    std::vector<std::string> f = {
+        "ProcessInfo", std::to_string(c.pid.load()), time_or_empty(c.started_at.load()),
+        std::to_string(c.sessions_served.load()), "0", std::to_string(node),
+        in_session ? text.database : "", in_session ? text.user : "",
+        connected ? time_or_empty(since) : "", in_session ? time_or_empty(since) : "", "", "0",
+        connected ? "3" : "0", "0", connected ? std::to_string(c.sessions_served.load()) : "0",
+        std::to_string(backend_pid), connected ? "1" : "0", child_status_text(state)};
+    return encode_strings('p', f);
+}
+
+Reply process_info(const CommandContext& ctx, const std::string& arg) {
+    int pid = atoi(arg.c_str());
+    std::vector<int> slots;
+    for (int i = 0; i < ctx.table.num_children(); ++i) {
+        int32_t p = ctx.table.child(i).pid.load();
+        if (p != 0 && (pid == 0 || p == pid)) slots.push_back(i);
+    }
+    if (pid != 0 && slots.empty()) return error_reply("informing process info failed", "invalid process ID : " + arg);
+    int nodes = ctx.table.num_nodes();
+    Reply r;
+    r.bytes = encode_strings('p', {kArraySize, std::to_string(int(slots.size()) * nodes)});
+    for (int slot : slots)
+        for (int node = 0; node < nodes; ++node) r.bytes += process_info_packet(ctx, slot, node);
+    r.bytes += complete('p');
+    return r;
+}
+
+// ---- pool status --------------------------------------------------------------------------------
+
+std::string flag_names(unsigned flags) {
+    std::string out = (flags & daemon::kFlagDisallowToFailover) ? "DISALLOW_TO_FAILOVER" : "ALLOW_TO_FAILOVER";
+    if (flags & daemon::kFlagAlwaysPrimary) out += "|ALWAYS_PRIMARY";
+    return out;
+}
+
+Reply pool_status(const CommandContext& ctx) {
+    std::vector<std::string> rows;
+    auto row = [&](std::string_view name, const std::string& value, std::string_view desc) {
+        rows.push_back(encode_strings('b', {"ProcessConfig", name, value, desc}));
+    };
+    for (const daemon::KeyInfo& key : daemon::config_keys())
+        row(key.name, daemon::config_value_string(ctx.config, key.name), key.description);
+    for (int i = 0; i < ctx.table.num_nodes(); ++i) {
+        shm::NodeText text = ctx.table.node_text(i);
+        row(fmt("backend_hostname%d", i), text.hostname, fmt("backend #%d hostname", i));
+        row(fmt("backend_port%d", i), std::to_string(text.port), fmt("backend #%d port number", i));
+        row(fmt("backend_weight%d", i), fmt("%f", normalized_weight(ctx, i)), fmt("weight of backend #%d", i));
+        row(fmt("backend_status%d", i), status_name(node_status(ctx, i)), fmt("status of backend #%d", i));
+        row(fmt("backend_flag%d", i), flag_names(ctx.table.node(i).flags.load()), fmt("backend #%d flag", i));
+    }
+    // ArraySize carries a binary int32 here, unlike every other reply.
+    std::string count(4, '\0');
+    uint32_t n = uint32_t(rows.size());
+    for (int i = 0; i < 4; ++i) count[size_t(i)] = char((n >> (24 - 8 * i)) & 0xff);
+    Reply r;
+    r.bytes = encode_packet('b', std::string(kArraySize) + '\0' + count);
+    for (const std::string& p : rows) r.bytes += p;
+    r.bytes += complete('b');
+    return r;
+}
+
+// ---- node status changes ------------------------------------------------------------------------
+
+int sessions_in_progress(const CommandContext& ctx) {
+    int n = 0;
+    for (int i = 0; i < ctx.table.num_children(); ++i) {
+        const shm::ChildSlot& c = ctx.table.child(i);
+        auto s = static_cast<ChildState>(c.state.load());
+        if (c.pid.load() != 0 && s != ChildState::WaitingForClient && s != ChildState::Gone) ++n;
+    }
+    return n;
+}
+
+// -g: pgpool waits for every client to disconnect, up to recovery_timeout.
+bool wait_for_clients(const CommandContext& ctx) {
+    io::Deadline deadline = io::deadline_after_ms(int64_t(ctx.graceful_timeout_sec) * 1000);
+    while (sessions_in_progress(ctx) > 0) {
+        if (io::now_ms() >= deadline) return false;
+        usleep(100 * 1000);
+    }
+    return true;
+}
+
+Reply attach_node(const CommandContext& ctx, const std::string& arg) {
+    int id = atoi(arg.c_str());
+    if (id < 0 || id >= kMaxNodeId)
+        return error_reply(fmt("invalid failback request, node id: %d is out of range. node id must be between "
+                               "[0 and %d]", id, kMaxNodeId), "");
+    if (id >= ctx.table.num_nodes())
+        return error_reply(fmt("invalid failback request, node id : %d status: [0] not valid for failback", id), "");
+    // Like pgpool's failback: "waiting" until a child connects to it again.
+    if (!node_valid(ctx, id)) ctx.table.set_node_status(id, NodeStatus::Waiting);
+    PROXY_LOG(Log, "PCP: node %d attached", id);
+    return {complete('c')};
+}
+
+// The checks of pgpool's degenerate_backend_set_ex; empty when the node may be detached.
+std::string detach_refusal(const CommandContext& ctx, int id) {
+    if (id < 0 || id >= kMaxNodeId)
+        return fmt("invalid degenerate backend request, node id: %d is out of range. node id must be between "
+                   "[0 and %d]", id, kMaxNodeId);
+    if (id >= ctx.table.num_nodes() || !node_valid(ctx, id))
+        return fmt("invalid degenerate backend request, node id : %d status: [%d] is not valid for failover", id,
+                   id >= ctx.table.num_nodes() ? 0 : int(node_status(ctx, id)));
+    if (ctx.table.node(id).flags.load() & daemon::kFlagDisallowToFailover)
+        return fmt("degenerate backend request for node_id: %d from pid [%d] is canceled because failover is "
+                   "disallowed on the node", id, int(getpid()));
+    return "";
+}
+
+void mark_down(const CommandContext& ctx, int id) {
+    ctx.table.set_node_status(id, NodeStatus::Down);
+    if (is_primary(ctx, id)) {
+        // pgpool then searches for a new primary; without failover_command none will be found.
+        ctx.table.header().primary_node = -1;
+        PROXY_LOG(Log, "PCP: primary node %d detached, no primary node now", id);
+    }
+}
+
+Reply detach_node(const CommandContext& ctx, const std::string& arg, bool gracefully) {
+    int id = atoi(arg.c_str());
+    std::string refusal = detach_refusal(ctx, id);
+    if (!refusal.empty()) return error_reply(refusal, "");
+    if (gracefully && !wait_for_clients(ctx))
+        return error_reply("detaching node gracefully failed",
+                           fmt("clients did not disconnect within %d seconds", ctx.graceful_timeout_sec));
+    mark_down(ctx, id);
+    PROXY_LOG(Log, "PCP: node %d detached", id);
+    return {complete('d')};
+}
+
+void make_primary(const CommandContext& ctx, int id) {
+    int old = ctx.table.header().primary_node.load();
+    if (old >= 0 && old != id) ctx.table.node(old).role = uint8_t(NodeRole::Standby);
+    ctx.table.node(id).role = uint8_t(NodeRole::Primary);
+    ctx.table.header().primary_node = id;
+}
+
+// Body "<id> \0" then 's' (switchover) or 'n'.
+Reply promote_node(const CommandContext& ctx, const std::string& body, bool gracefully) {
+    int id = atoi(body.c_str());
+    size_t space = body.find(' ');
+    char option = (space != std::string::npos && space + 2 < body.size()) ? body[space + 2] : 'n';
+    if (id < 0 || id >= ctx.table.num_nodes())
+        return error_reply("could not process promote request", fmt("node id %d is not valid", id));
+    if (is_primary(ctx, id))
+        return fatal_reply("invalid promote request",
+                           fmt("specified node is already primary node, can't promote node id %d", id));
+    if (!node_valid(ctx, id))
+        return error_reply(fmt("invalid promote backend request, node id : %d status: [%d] not valid", id,
+                               int(node_status(ctx, id))), "");
+    if (gracefully && !wait_for_clients(ctx))
+        return error_reply("promoting node gracefully failed",
+                           fmt("clients did not disconnect within %d seconds", ctx.graceful_timeout_sec));
+    int old = ctx.table.header().primary_node.load();
+    if (option == 's') {
+        // Switchover: the current primary is detached and the node takes its place.
+        if (old >= 0) ctx.table.set_node_status(old, NodeStatus::Down);
+    } else {
+        // pgpool's promote request: the node becomes primary and every other node is marked down.
+        for (int i = 0; i < ctx.table.num_nodes(); ++i)
+            if (i != id && node_valid(ctx, i)) ctx.table.set_node_status(i, NodeStatus::Down);
+    }
+    make_primary(ctx, id);
+    PROXY_LOG(Log, "PCP: node %d promoted to primary (%s)", id, option == 's' ? "switchover" : "promote");
+    return {complete('d')};
+}
+
+// ---- parent signals -----------------------------------------------------------------------------
+
+Reply reload_config(const CommandContext& ctx) {
+    if (ctx.parent_pid <= 0 || kill(ctx.parent_pid, SIGHUP) != 0)
+        return error_reply("process reload config request failed", "failed to signal pgpool parent process");
+    return {complete('z')};
+}
+
+Reply shutdown(const CommandContext& ctx, const std::string& body) {
+    char mode = body.empty() ? '\0' : body[0];
+    int sig = mode == 's' ? SIGTERM : mode == 'f' ? SIGINT : mode == 'i' ? SIGQUIT : 0;
+    if (sig == 0)
+        return error_reply("PCP: error while processing shutdown request",
+                           fmt("invalid shutdown mode \"%c\"", mode ? mode : ' '));
+    if (ctx.parent_pid <= 0 || kill(ctx.parent_pid, 0) != 0)
+        return error_reply("PCP: error while processing shutdown request", "failed to signal pgpool parent process");
+    Reply r{complete('t')};
+    r.signal_parent = sig;
+    return r;
+}
+
+}  // namespace
+
+Reply error_reply(std::string message, std::string detail) {
+    return {encode_error({"ERROR", std::move(message), std::move(detail)})};
+}
+
+Reply fatal_reply(std::string message, std::string detail) {
+    Reply r{encode_error({"FATAL", std::move(message), std::move(detail)})};
+    r.close = true;
+    return r;
+}
+
+std::string format_timestamp(int64_t unix_seconds) {
+    time_t t = time_t(unix_seconds);
+    tm local{};
+    localtime_r(&t, &local);
+    char buf[32];
+    strftime(buf, sizeof buf, "%Y-%m-%d %H:%M:%S", &local);
+    return buf;
+}
+
+Reply handle_command(const CommandContext& ctx, const Packet& request) {
+    // Numeric arguments arrive as one NUL-terminated string.
+    std::string arg = request.body.substr(0, request.body.find('\0'));
+    switch (request.type) {
+    case 'L': return node_count(ctx);
+    case 'I': return node_info(ctx, arg);
+    case 'H': return health_check_stats(ctx, arg);
+    case 'N': return process_count(ctx);
+    case 'P': return process_info(ctx, arg);
+    case 'B': return pool_status(ctx);
+    case 'C': return attach_node(ctx, arg);
+    case 'D': return detach_node(ctx, arg, false);
+    case 'd': return detach_node(ctx, arg, true);
+    case 'J': return promote_node(ctx, request.body, false);
+    case 'j': return promote_node(ctx, request.body, true);
+    case 'Z': return reload_config(ctx);
+    case 'T':
+    case 't': return shutdown(ctx, request.body);
+    case 'O': return error_reply("process recovery request failed", "online recovery is not supported");
+    case 'W': return error_reply("PCP: informing watchdog info failed", "watchdog is not enabled");
+    case 'A': return error_reply("PCP: set configuration parameter failed", "invalid parameter \"" + arg + "\"");
+    case 'X': {
+        Reply r;
+        r.close = true;
+        return r;
+    }
+    default:
+        return fatal_reply("PCP processing request", fmt("unknown PCP packet type \"%c\"", request.type));
+    }
+}
+
+}  // namespace splitpool::pcp

@@ -29,8 +29,8 @@ endif
 # daemon, the tools and the unit tests all link, so each wire format has one implementation.
 LIB_SRCS := \
 	daemon/log.cpp \
-	daemon/config.cpp \
-	daemon/config_keys.cpp \
+	daemon/config_table.cpp \
+	daemon/config_load.cpp \
 	daemon/cli.cpp \
 	daemon/pidfile.cpp \
 	daemon/listener.cpp \
@@ -69,7 +69,7 @@ DAEMON_MAIN := daemon/main.cpp
 
 UNIT_SRCS := \
 	test/unit/test_main.cpp \
-	test/unit/config_test.cpp \
+	test/unit/config_table_test.cpp \
 	test/unit/frame_test.cpp \
 	test/unit/writer_test.cpp \
 	test/unit/startup_test.cpp \

@@ -15,6 +15,7 @@
 #include "daemon/io/conn.hpp"
 #include "daemon/log.hpp"
 #include "daemon/session.hpp"
+#include "daemon/supervisor.hpp"
 
 namespace splitpool::daemon {
 namespace {
@@ -55,7 +56,8 @@ public:
     static void on_wakeup(struct ev_loop* loop, ev_async*, int) { ev_break(loop, EVBREAK_ALL); }
 
     Child(Config config, shm::StatusTable& table, int slot, const std::vector<int>& listen_fds)
-        : config_(std::move(config)), table_(table), slot_(slot), pool_(config_.max_pool) {
+        : config_(std::move(config)), table_(table), slot_(slot), pool_(config_.max_pool),
+          classifications_(size_t(config_.classification_cache_size)), policy_(routing_policy_for(config_)) {
         watchers_.resize(listen_fds.size());
         for (size_t i = 0; i < listen_fds.size(); ++i) {
             ev_io_init(&watchers_[i], on_listen, listen_fds[i], EV_READ);
@@ -113,7 +115,8 @@ private:
         int active = header.active_clients.fetch_add(1) + 1;
         bool too_many = config_.reserved_connections > 0 &&
                         active > config_.num_init_children - config_.reserved_connections;
-        SessionContext ctx{config_, table_, slot_, pool_, g_loop, &g_fast_stop, digest_salt_, too_many};
+        SessionContext ctx{config_, table_,         slot_,        pool_,         g_loop, &g_fast_stop,
+                           digest_salt_, too_many, classifications_, primary_only_, policy_};
         serve_client(ctx, fd);
         header.active_clients.fetch_sub(1);
         ++served_;
@@ -137,12 +140,17 @@ private:
         fresh.reserved_connections = config_.reserved_connections;
         fresh.max_pool = config_.max_pool;
         config_ = std::move(fresh);
+        policy_ = routing_policy_for(config_);
+        log_configure(log_options_for(config_, false));
     }
 
     Config config_;
     shm::StatusTable& table_;
     int slot_;
     BackendPool pool_;
+    parser::ClassificationCache classifications_;
+    std::set<std::string> primary_only_;
+    RoutingPolicy policy_;
     std::vector<ev_io> watchers_;
     ev_timer tick_;
     std::string digest_salt_;

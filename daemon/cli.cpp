@@ -31,6 +31,7 @@ std::string usage_text() {
            "  -v, --version                    print the version\n\n"
            "Start options:\n"
            "  -C, --check-config               validate the configuration file and exit\n"
+           "      --sample-config              print the fully commented sample configuration\n"
            "  -d, --debug                      debug mode (log_min_messages = debug1)\n"
            "  -D, --discard-status             discard the saved node status\n"
            "  -n, --dont-detach                do not detach from the terminal (run in the foreground)\n\n"
@@ -65,6 +66,7 @@ CliResult parse_cli(int argc, char** argv) {
                                    {"discard-status", no_argument, nullptr, 'D'},
                                    {"dont-detach", no_argument, nullptr, 'n'},
                                    {"check-config", no_argument, nullptr, 'C'},
+                                   {"sample-config", no_argument, nullptr, 'S'},
                                    {nullptr, 0, nullptr, 0}};
     Options o;
     o.config_file = default_config_file();
@@ -81,6 +83,7 @@ CliResult parse_cli(int argc, char** argv) {
         case 'D': o.discard_status = true; break;
         case 'n': o.foreground = true; break;
         case 'C': o.command = Command::CheckConfig; break;
+        case 'S': o.command = Command::SampleConfig; return {o, ""};
         case 'h': o.command = Command::Help; return {o, ""};
         case 'v': o.command = Command::Version; return {o, ""};
         case 'm':

@@ -6,7 +6,7 @@
 
 namespace splitpool::daemon {
 
-enum class Command { Start, Stop, Reload, CheckConfig, Version, Help };
+enum class Command { Start, Stop, Reload, CheckConfig, SampleConfig, Version, Help };
 
 struct Options {
     Command command = Command::Start;

@@ -59,6 +59,21 @@ struct Config {
     bool load_balance_mode = true;
     std::vector<BackendConfig> backends;
 
+    // load balancing and routing
+    bool statement_level_load_balance = false;
+    std::string disable_load_balance_on_write = "transaction";  // off | transaction | trans_transaction | always | dml_adaptive
+    std::vector<std::string> write_function_list;       // regexes
+    std::vector<std::string> read_only_function_list;   // regexes
+    std::vector<std::string> primary_routing_query_pattern_list;  // regexes, ';'-separated in pgpool
+    std::string database_redirect_preference_list;
+    std::string app_name_redirect_preference_list;
+    std::string user_redirect_preference_list;
+    bool allow_sql_comments = false;
+    std::string check_temp_table = "catalog";            // catalog | trace | none
+    bool check_unlogged_table = true;
+    bool notice_per_node_statement = false;
+    int classification_cache_size = 1024;                // beyond pgpool: statements whose class is cached
+
     // authentication (the foundation: trust and clear-text pass-through)
     bool enable_pool_hba = false;
     bool allow_clear_text_frontend_auth = false;
@@ -113,6 +128,9 @@ const std::vector<KeyInfo>& config_keys();
 
 // The current value of a key as pgpool shows it ("on"/"off", "5min"→"300", lists comma-joined).
 std::string config_value_string(const Config& config, std::string_view key);
+
+// The fully commented sample file (etc/splitpool.toml), generated from the key table.
+std::string sample_config_text();
 
 // Names of start-only keys whose values differ between two configs (logged on reload).
 std::vector<std::string> restart_only_changes(const Config& old_config, const Config& new_config);

@@ -2,6 +2,8 @@
 // and what must be replayed so that several nodes behave like one PostgreSQL session.
 #include "daemon/dispatcher.hpp"
 
+#include <algorithm>
+
 #include "daemon/log.hpp"
 #include "daemon/proto/frame.hpp"
 #include "daemon/proto/writer.hpp"

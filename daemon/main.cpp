@@ -176,6 +176,10 @@ int main(int argc, char** argv) {
         printf("splitpool %s (pgpool-II compatible)\n", SPLITPOOL_VERSION);
         return 0;
     }
+    if (options.command == Command::SampleConfig) {
+        fputs(sample_config_text().c_str(), stdout);
+        return 0;
+    }
     LoadResult loaded = load_config(options.config_file);
     if (!loaded.config) {
         for (const auto& e : loaded.errors) fprintf(stderr, "%s\n", e.c_str());

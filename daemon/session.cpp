@@ -246,8 +246,11 @@ void Session::run() {
         return;
     }
     send_greeting();
+    Dispatcher dispatcher(ctx_.config, ctx_.policy, ctx_.classifications, ctx_.table, ctx_.primary_only,
+                          startup_.database(), startup_.user(), startup_.application_name());
     RelayContext rc{ctx_.loop, fd_, *set_, ctx_.config, ctx_.table, ctx_.child_slot, primary_node(ctx_),
-                    ctx_.fast_shutdown, [this](int node, std::string& err) { return connect_node(node, err); }};
+                    ctx_.fast_shutdown, dispatcher,
+                    [this](int node, std::string& err) { return connect_node(node, err); }};
     RelayEnd end;
     {
         Relay relay(rc);

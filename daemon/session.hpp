@@ -5,11 +5,14 @@
 #include <ev.h>
 
 #include <memory>
+#include <set>
 #include <string>
 
 #include "daemon/backend_pool.hpp"
 #include "daemon/config.hpp"
 #include "daemon/proto/startup.hpp"
+#include "daemon/router.hpp"
+#include "parser/classify_cache.hpp"
 #include "shm/status_table.hpp"
 
 namespace splitpool::daemon {
@@ -24,6 +27,10 @@ struct SessionContext {
     const volatile int* fast_shutdown;
     std::string digest_salt;      // per child, for password digests of pooled sets
     bool too_many_clients;        // reserved_connections: refuse this client after its startup packet
+    // Per child, kept across sessions:
+    parser::ClassificationCache& classifications;
+    std::set<std::string>& primary_only;   // statements a standby refused
+    const RoutingPolicy& policy;
 };
 
 // Serves the client on `client_fd` to the end and closes it. Never throws.

@@ -1,0 +1,563 @@
+// Routing rules (pgpool's pool_where_to_send, section 1 of the spec) as a pure function, plus state updates.
+#include "daemon/router.hpp"
+
+#include <algorithm>
+#include <array>
+
+namespace splitpool::daemon {
+
+using parser::Classification;
+using parser::Kind;
+using parser::Scope;
+
+namespace {
+
+NodeSet only(int node) {
+    NodeSet s;
+    if (node >= 0 && node < shm::kMaxNodes) s.set(static_cast<size_t>(node));
+    return s;
+}
+
+RouteDecision to_primary(const shm::NodeSnapshot& nodes, std::string_view reason) {
+    RouteDecision d;
+    if (!node_usable(nodes, nodes.primary)) {
+        d.reason = "no usable primary";
+        return d;
+    }
+    d.target = Target::Primary;
+    d.node = nodes.primary;
+    d.nodes = only(nodes.primary);
+    d.reason = reason;
+    return d;
+}
+
+// `with_primary`: the primary always takes part (session settings, transaction control).
+RouteDecision to_set(Target target, NodeSet set, const shm::NodeSnapshot& nodes, std::string_view reason,
+                     bool with_primary = true) {
+    RouteDecision d;
+    set &= usable_nodes(nodes);
+    if (with_primary && node_usable(nodes, nodes.primary)) set.set(static_cast<size_t>(nodes.primary));
+    if (set.none()) {
+        d.reason = "no usable node";
+        return d;
+    }
+    d.target = target;
+    d.nodes = set;
+    d.node = node_usable(nodes, nodes.primary) ? nodes.primary : -1;
+    d.reason = reason;
+    return d;
+}
+
+std::string bare_name(std::string_view qualified) {
+    size_t dot = qualified.rfind('.');
+    return std::string(dot == std::string_view::npos ? qualified : qualified.substr(dot + 1));
+}
+
+bool any_match(const std::vector<std::regex>& list, std::string_view s) {
+    for (const std::regex& r : list)
+        if (std::regex_match(s.begin(), s.end(), r)) return true;
+    return false;
+}
+
+// Built-ins whose effects must happen on the primary whatever the lists say.
+bool is_always_primary_function(std::string_view bare) {
+    static constexpr std::array<std::string_view, 3> kNames = {"set_config", "pg_terminate_backend",
+                                                               "pg_cancel_backend"};
+    return std::find(kNames.begin(), kNames.end(), bare) != kNames.end();
+}
+
+// Without lists or catalog knowledge, the volatile built-ins that modify state or cannot run on a standby.
+bool is_known_volatile(std::string_view bare) {
+    static constexpr std::array<std::string_view, 8> kNames = {
+        "nextval", "setval", "currval", "lastval", "txid_current", "pg_current_xact_id", "lo_create", "lo_import"};
+    return std::find(kNames.begin(), kNames.end(), bare) != kNames.end();
+}
+
+bool has_schema_other_than_catalog(std::string_view name) {
+    size_t dot = name.rfind('.');
+    return dot != std::string_view::npos && name.substr(0, dot) != "pg_catalog";
+}
+
+// The first rule among the read-only checks that sends a balanceable read to the primary, or "".
+std::string_view transaction_rule(const SessionRouteState& s, const Classification& cls, const RoutingPolicy& p) {
+    DisableLbOnWrite mode = p.disable_load_balance_on_write;
+    if (mode == DisableLbOnWrite::Always && s.session_written) return "session has written (disable_load_balance_on_write = always)";
+    if (!s.in_transaction) return {};
+    if (s.transaction_failed) return "aborted transaction";
+    if (s.transaction_serializable || s.default_serializable) return "serializable transaction";
+    if (s.transaction_written && mode != DisableLbOnWrite::Off && mode != DisableLbOnWrite::DmlAdaptive)
+        return "writing transaction";
+    if (mode == DisableLbOnWrite::TransTransaction && s.session_written_in_transaction)
+        return "an earlier transaction wrote (trans_transaction)";
+    if (mode == DisableLbOnWrite::DmlAdaptive && !s.transaction_written_relations.empty()) {
+        if (s.transaction_written_relations.count("*")) return "transaction wrote unknown tables (dml_adaptive)";
+        for (const std::string& r : cls.relations)
+            if (s.transaction_written_relations.count(bare_name(r))) return "table written in this transaction (dml_adaptive)";
+    }
+    return {};
+}
+
+std::string_view relation_rule(const SessionRouteState& s, const Classification& cls, const RoutingPolicy& p) {
+    if (cls.system_catalog) return "system catalog";
+    for (const std::string& r : cls.relations) {
+        if (p.check_temp_table == CheckTempTable::Trace && s.temp_tables.count(r)) return "temporary table";
+        if (p.check_temp_table == CheckTempTable::Catalog && p.oracle && p.oracle->is_temp_table(r))
+            return "temporary table";
+        if (p.check_unlogged_table && p.oracle && p.oracle->is_unlogged_table(r)) return "unlogged table";
+        if (p.cross_session_read_your_writes && p.oracle && p.oracle->recently_written(r))
+            return "recently written (read-your-writes)";
+    }
+    return {};
+}
+
+// Why a balanceable read must still go to the primary, or "" when it may be balanced.
+// Sets *writing when the reason is a writing function (the statement then counts as a write).
+std::string_view read_rule(const Classification& cls, std::string_view sql, const SessionRouteState& s,
+                           const RoutingPolicy& p, bool* writing) {
+    if (cls.primary_hint) return "/*+ primary */ hint";
+    if (s.force_primary) return "splitpool.route = primary";
+    if (!p.load_balance_mode) return "load_balance_mode = off";
+    if (!p.allow_sql_comments && cls.leading_comment) return "leading comment (allow_sql_comments = off)";
+    if (std::string_view why = transaction_rule(s, cls, p); !why.empty()) return why;
+    if (std::string_view why = relation_rule(s, cls, p); !why.empty()) return why;
+    if (!p.primary_routing_patterns.empty() && any_match(p.primary_routing_patterns, sql))
+        return "primary_routing_query_pattern_list";
+    // EXPLAIN without ANALYZE only plans: its functions do not run.
+    bool runs = !(cls.kind == Kind::Explain && !cls.explain_analyze);
+    for (const std::string& f : cls.functions) {
+        if (runs && is_writing_function(f, p)) {
+            *writing = true;
+            return "writing function";
+        }
+    }
+    return {};
+}
+
+// The node a balanced read goes to: the session's node, or a fresh pick (statement level, node down, lag).
+RouteDecision balanced_node(const SessionRouteState& s, const shm::NodeSnapshot& nodes, const RoutingPolicy& p,
+                            RandomSource& rng) {
+    RouteDecision d;
+    d.target = Target::Node;
+    d.load_balanced = true;
+    d.reason = p.statement_level_load_balance ? "load balance (statement level)" : "load balance";
+    const RedirectRule* redirect = s.redirect ? &*s.redirect : nullptr;
+    int node = s.load_balance_node;
+    if (p.statement_level_load_balance) {
+        node = choose_load_balance_node(nodes, redirect, rng);
+    } else if (!node_usable(nodes, node)) {
+        node = choose_load_balance_node(nodes, redirect, rng);
+        d.new_load_balance_node = true;
+        d.reason = "load balance (session node re-chosen)";
+    }
+    if (node >= 0 && node != nodes.primary && p.oracle && p.oracle->lagging(node)) {
+        NodeSet fresh;
+        for (int i = 0; i < nodes.num_nodes; ++i)
+            if (i != nodes.primary && !p.oracle->lagging(i)) fresh.set(static_cast<size_t>(i));
+        int other = p.prefer_lower_delay_standby ? pick_weighted(nodes, fresh & usable_standbys(nodes), rng) : -1;
+        if (other < 0) return to_primary(nodes, "standby replication delay");
+        node = other;
+        d.reason = "load balance (lower-delay standby)";
+    }
+    if (node < 0) return to_primary(nodes, "no load-balance node");
+    d.node = node;
+    d.nodes = only(node);
+    return d;
+}
+
+RouteDecision route_read(const Classification& cls, std::string_view sql, const SessionRouteState& s,
+                         const shm::NodeSnapshot& nodes, const RoutingPolicy& p, RandomSource& rng) {
+    bool writing = false;
+    std::string_view why = read_rule(cls, sql, s, p, &writing);
+    if (why.empty()) return balanced_node(s, nodes, p, rng);
+    RouteDecision d = to_primary(nodes, why);
+    d.counts_as_write = writing;
+    return d;
+}
+
+// SQL EXECUTE: follow the PREPARE, re-preparing on the primary when the read may no longer be balanced.
+RouteDecision route_execute(const Classification& cls, std::string_view sql, const SessionRouteState& s,
+                            const shm::NodeSnapshot& nodes, const RoutingPolicy& p, RandomSource& rng) {
+    auto it = s.prepared.find(cls.name);
+    if (it == s.prepared.end()) return to_primary(nodes, "unknown prepared statement");
+    const PreparedRoute& pr = it->second;
+    RouteDecision d;
+    if (pr.cls.load_balanceable) {
+        d = route_read(pr.cls, sql, s, nodes, p, rng);
+        if (d.target == Target::Node && node_usable(nodes, pr.home)) {
+            d.node = pr.home;  // the statement exists there: stay
+            d.nodes = only(pr.home);
+            d.new_load_balance_node = false;
+            d.reason = "execute follows prepare";
+        }
+    } else {
+        d = to_primary(nodes, "execute of a write");
+        d.counts_as_write = pr.cls.writes;
+    }
+    d.reprepare = d.node >= 0 && !pr.nodes.test(static_cast<size_t>(d.node));
+    return d;
+}
+
+NodeSet session_set(const SessionRouteState& s) { return s.session_nodes | s.transaction_nodes; }
+
+RouteDecision route_all_scope(const Classification& cls, const SessionRouteState& s, const shm::NodeSnapshot& nodes) {
+    switch (cls.kind) {
+    case Kind::Begin: return to_primary(nodes, "begin (standbys join on first use)");
+    case Kind::Commit:
+    case Kind::Rollback:
+    case Kind::Savepoint:
+    case Kind::RollbackToSavepoint:
+    case Kind::ReleaseSavepoint:
+        if (!s.in_transaction) return to_primary(nodes, "transaction control outside a transaction");
+        return to_set(Target::Transaction, s.transaction_nodes, nodes, "transaction control: every node of the transaction");
+    default: return to_set(Target::Session, session_set(s), nodes, "session setting: every node of the session");
+    }
+}
+
+RouteDecision route_by_name(const Classification& cls, const SessionRouteState& s, const shm::NodeSnapshot& nodes) {
+    auto it = s.prepared.find(cls.name);
+    if (it == s.prepared.end()) return to_primary(nodes, "unknown prepared statement");
+    return to_set(Target::Nodes, it->second.nodes, nodes, "deallocate where prepared", false);
+}
+
+std::string_view primary_reason(const Classification& cls) {
+    if (cls.kind == Kind::Unparseable) return "unparseable: primary reports the error";
+    if (cls.kind == Kind::MultiStatement) return "multi-statement";
+    if (cls.for_update) return "select for update/share";
+    if (cls.select_into) return "select into";
+    if (cls.modifying_cte) return "data-modifying CTE";
+    if (cls.scope == Scope::Primary && cls.kind == Kind::Set) return "set that standbys refuse";
+    return cls.writes ? "write" : "primary-only statement";
+}
+
+void end_transaction(SessionRouteState& s) {
+    s.in_transaction = false;
+    s.transaction_failed = false;
+    s.transaction_written = false;
+    s.transaction_serializable = false;
+    s.started_by_multi_statement = false;
+    s.transaction_options = {};
+    s.transaction_nodes.reset();
+    s.savepoints.clear();
+    s.transaction_written_relations.clear();
+}
+
+void begin_transaction(SessionRouteState& s, const parser::TxnOptions& options, const NodeSet& nodes) {
+    end_transaction(s);
+    s.in_transaction = true;
+    s.transaction_options = options;
+    s.transaction_serializable = options.isolation == parser::Isolation::Serializable;
+    s.transaction_nodes = nodes;
+}
+
+void note_write(SessionRouteState& s, const Classification& cls, const RoutingPolicy& p) {
+    s.session_written = true;
+    if (!s.in_transaction) return;
+    s.transaction_written = true;
+    s.session_written_in_transaction = true;
+    for (const std::string& r : cls.written_relations) s.transaction_written_relations.insert(bare_name(r));
+    bool known = !cls.written_relations.empty();
+    for (const auto& [first, second] : p.dml_adaptive_relationships) {
+        bool by_function = false;
+        for (const std::string& f : cls.functions) by_function = by_function || first == f + "()";
+        if (by_function || s.transaction_written_relations.count(first)) s.transaction_written_relations.insert(second);
+        known = known || by_function;
+    }
+    // A write whose tables we cannot name (a writing function): every later read of the transaction.
+    if (!known) s.transaction_written_relations.insert("*");
+}
+
+void note_savepoint(SessionRouteState& s, const Classification& cls) {
+    auto it = std::find(s.savepoints.rbegin(), s.savepoints.rend(), cls.name);
+    if (cls.kind == Kind::Savepoint) {
+        s.savepoints.push_back(cls.name);
+    } else if (it != s.savepoints.rend()) {
+        // ROLLBACK TO keeps the savepoint itself; RELEASE drops it too. transaction_written stays set.
+        auto keep = static_cast<size_t>(s.savepoints.rend() - it) - (cls.kind == Kind::ReleaseSavepoint ? 1 : 0);
+        s.savepoints.resize(keep);
+    }
+}
+
+void note_setting(SessionRouteState& s, const Classification& cls) {
+    const parser::SetInfo& set = cls.set;
+    bool serializable = cls.txn.isolation == parser::Isolation::Serializable;
+    if (cls.kind == Kind::Reset) {
+        if (set.reset_all || set.name == "default_transaction_isolation") s.default_serializable = false;
+        if (set.reset_all || set.name == "splitpool.route") s.force_primary = false;
+        return;
+    }
+    if (set.transaction || set.name == "transaction_isolation") {
+        if (s.in_transaction && cls.txn.isolation != parser::Isolation::Default) {
+            s.transaction_serializable = serializable;
+            s.transaction_options.isolation = cls.txn.isolation;
+        }
+    } else if (set.session_characteristics) {
+        if (cls.txn.isolation != parser::Isolation::Default) s.default_serializable = serializable;
+    } else if (set.name == "default_transaction_isolation") {
+        s.default_serializable = set.value == "serializable";
+    } else if (set.name == "splitpool.route") {
+        s.force_primary = set.value == "primary";
+    }
+}
+
+void note_prepared(SessionRouteState& s, const Classification& cls, const RouteDecision& d) {
+    switch (cls.kind) {
+    case Kind::Prepare: s.prepared[cls.name] = PreparedRoute{d.node, d.nodes, cls}; break;
+    case Kind::Execute: {
+        auto it = s.prepared.find(cls.name);
+        if (it != s.prepared.end()) it->second.nodes |= d.nodes;
+        break;
+    }
+    case Kind::Deallocate: s.prepared.erase(cls.name); break;
+    case Kind::DeallocateAll: s.prepared.clear(); break;
+    default: break;
+    }
+}
+
+void note_temp_tables(SessionRouteState& s, const Classification& cls) {
+    for (const std::string& t : cls.temp_tables_created) s.temp_tables.insert(t);
+    for (const std::string& t : cls.tables_dropped) s.temp_tables.erase(t);
+    if (cls.kind == Kind::DiscardAll) {
+        s.temp_tables.clear();
+        s.prepared.clear();
+        s.force_primary = false;
+        s.default_serializable = false;
+    }
+}
+
+}  // namespace
+
+namespace {
+
+std::string_view trim_spaces(std::string_view s) {
+    while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
+    while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
+    return s;
+}
+
+// Splits on `sep`, except where escaped with a backslash ("\;" stays in the item as ";").
+std::vector<std::string> split_escaped(std::string_view text, char sep) {
+    std::vector<std::string> out;
+    std::string cur;
+    for (size_t i = 0; i < text.size(); ++i) {
+        if (text[i] == '\\' && i + 1 < text.size() && text[i + 1] == sep) {
+            cur += sep;
+            ++i;
+        } else if (text[i] == sep) {
+            out.emplace_back(trim_spaces(cur));
+            cur.clear();
+        } else {
+            cur += text[i];
+        }
+    }
+    out.emplace_back(trim_spaces(cur));
+    out.erase(std::remove(out.begin(), out.end(), std::string()), out.end());
+    return out;
+}
+
+bool compile_list(const std::vector<std::string>& items, std::regex::flag_type flags, std::vector<std::regex>* out,
+                  std::string* error) {
+    std::vector<std::regex> compiled;
+    for (const std::string& item : items) {
+        try {
+            compiled.emplace_back(item, flags | std::regex::nosubs);
+        } catch (const std::regex_error& e) {
+            *error = "bad regex '" + item + "': " + e.what();
+            return false;
+        }
+    }
+    *out = std::move(compiled);
+    return true;
+}
+
+}  // namespace
+
+bool parse_disable_lb_on_write(std::string_view text, DisableLbOnWrite* out) {
+    static constexpr std::pair<std::string_view, DisableLbOnWrite> kNames[] = {
+        {"off", DisableLbOnWrite::Off},
+        {"transaction", DisableLbOnWrite::Transaction},
+        {"trans_transaction", DisableLbOnWrite::TransTransaction},
+        {"always", DisableLbOnWrite::Always},
+        {"dml_adaptive", DisableLbOnWrite::DmlAdaptive},
+    };
+    for (const auto& [name, value] : kNames)
+        if (text == name) return *out = value, true;
+    return false;
+}
+
+bool parse_check_temp_table(std::string_view text, CheckTempTable* out) {
+    if (text == "catalog" || text == "on" || text == "true") return *out = CheckTempTable::Catalog, true;
+    if (text == "trace") return *out = CheckTempTable::Trace, true;
+    if (text == "none" || text == "off" || text == "false") return *out = CheckTempTable::None, true;
+    return false;
+}
+
+bool set_function_lists(RoutingPolicy* policy, std::string_view write_list, std::string_view read_only_list,
+                        std::string* error) {
+    std::vector<std::string> w = split_escaped(write_list, ',');
+    std::vector<std::string> r = split_escaped(read_only_list, ',');
+    if (!w.empty() && !r.empty()) {
+        *error = "write_function_list and read_only_function_list are mutually exclusive";
+        return false;
+    }
+    std::vector<std::regex> wc, rc;
+    if (!compile_list(w, std::regex::extended, &wc, error) || !compile_list(r, std::regex::extended, &rc, error))
+        return false;
+    policy->write_functions = std::move(wc);
+    policy->read_only_functions = std::move(rc);
+    return true;
+}
+
+bool set_primary_routing_patterns(RoutingPolicy* policy, std::string_view text, std::string* error) {
+    std::vector<std::regex> compiled;
+    if (!compile_list(split_escaped(text, ';'), std::regex::extended | std::regex::icase, &compiled, error))
+        return false;
+    policy->primary_routing_patterns = std::move(compiled);
+    return true;
+}
+
+bool set_dml_adaptive_relationships(RoutingPolicy* policy, std::string_view text, std::string* error) {
+    std::vector<std::pair<std::string, std::string>> pairs;
+    for (const std::string& item : split_escaped(text, ',')) {
+        size_t colon = item.find(':');
+        if (colon == std::string::npos || colon == 0 || colon + 1 == item.size()) {
+            *error = "dml_adaptive_object_relationship_list entry '" + item + "' is not 'a:b'";
+            return false;
+        }
+        pairs.emplace_back(std::string(trim_spaces(item.substr(0, colon))), std::string(trim_spaces(item.substr(colon + 1))));
+    }
+    policy->dml_adaptive_relationships = std::move(pairs);
+    return true;
+}
+
+bool is_writing_function(std::string_view name, const RoutingPolicy& p) {
+    std::string bare = bare_name(name);
+    bool builtin_schema = !has_schema_other_than_catalog(name);
+    if (builtin_schema && is_always_primary_function(bare)) return true;
+    if (!p.write_functions.empty()) return any_match(p.write_functions, name);
+    if (!p.read_only_functions.empty()) return !any_match(p.read_only_functions, name);
+    if (p.oracle) return p.oracle->is_volatile_function(name);
+    return builtin_schema && is_known_volatile(bare);
+}
+
+void start_session(SessionRouteState& state, const shm::NodeSnapshot& nodes, const RoutingPolicy& policy,
+                   RandomSource& rng) {
+    const RedirectRule* r = find_redirect(policy.redirects, state.database, state.user, state.application_name);
+    state.redirect = r ? std::optional<RedirectRule>(*r) : std::nullopt;
+    state.load_balance_node = choose_load_balance_node(nodes, r, rng);
+}
+
+RouteDecision route(const Classification& cls, std::string_view sql, const SessionRouteState& state,
+                    const shm::NodeSnapshot& nodes, const RoutingPolicy& policy, RandomSource& rng) {
+    if (cls.splitpool_setting) {
+        RouteDecision d;
+        d.target = Target::Local;
+        d.reason = "splitpool setting";
+        return d;
+    }
+    // pgpool keeps such a transaction's BOTH statements on the primary; we keep all of it there, so
+    // no standby joins a transaction whose COMMIT we never saw as a statement of its own.
+    if (state.in_transaction && state.started_by_multi_statement)
+        return to_primary(nodes, "transaction started by a multi-statement string");
+    switch (cls.kind) {
+    case Kind::Execute: return route_execute(cls, sql, state, nodes, policy, rng);
+    case Kind::Deallocate: return route_by_name(cls, state, nodes);
+    default: break;
+    }
+    switch (cls.scope) {
+    case Scope::All: return route_all_scope(cls, state, nodes);
+    case Scope::Either:
+        if (cls.load_balanceable) {
+            RouteDecision d = route_read(cls, sql, state, nodes, policy, rng);
+            if (cls.kind == Kind::Prepare) d.counts_as_write = false;  // only EXECUTE runs it
+            return d;
+        }
+        break;
+    case Scope::Primary: break;
+    }
+    RouteDecision d = to_primary(nodes, primary_reason(cls));
+    d.counts_as_write = cls.writes && cls.kind != Kind::Prepare;
+    return d;
+}
+
+void note_statement(SessionRouteState& state, const Classification& cls, const RouteDecision& decision,
+                    const RoutingPolicy& policy) {
+    state.session_nodes |= decision.nodes;
+    if (decision.new_load_balance_node && decision.node >= 0) state.load_balance_node = decision.node;
+    switch (cls.kind) {
+    case Kind::Begin: begin_transaction(state, cls.txn, decision.nodes); return;
+    case Kind::Commit:
+    case Kind::Rollback:
+        if (cls.chain && state.in_transaction) begin_transaction(state, state.transaction_options, state.transaction_nodes);
+        else end_transaction(state);
+        return;
+    case Kind::TwoPhase: end_transaction(state); return;  // PREPARE TRANSACTION ends it; the others run outside one
+    case Kind::Savepoint:
+    case Kind::RollbackToSavepoint:
+    case Kind::ReleaseSavepoint: note_savepoint(state, cls); break;
+    case Kind::Set:
+    case Kind::Reset: note_setting(state, cls); break;
+    default: break;
+    }
+    if (state.in_transaction) state.transaction_nodes |= decision.nodes;
+    note_prepared(state, cls, decision);
+    note_temp_tables(state, cls);
+    if (decision.counts_as_write) note_write(state, cls, policy);
+}
+
+void note_transaction_status(SessionRouteState& state, char status, bool last_was_multi) {
+    if (status == 'I') {
+        if (state.in_transaction) end_transaction(state);
+        return;
+    }
+    if (!state.in_transaction) {
+        // A transaction we did not see begin: BEGIN inside a multi-statement string.
+        state.in_transaction = true;
+        state.started_by_multi_statement = last_was_multi;
+    }
+    if (status == 'E') state.transaction_failed = true;
+}
+
+std::vector<std::string> join_transaction_statements(const SessionRouteState& state) {
+    std::string begin = "BEGIN";
+    switch (state.transaction_options.isolation) {
+    case parser::Isolation::RepeatableRead: begin += " ISOLATION LEVEL REPEATABLE READ"; break;
+    case parser::Isolation::ReadCommitted: begin += " ISOLATION LEVEL READ COMMITTED"; break;
+    case parser::Isolation::ReadUncommitted: begin += " ISOLATION LEVEL READ UNCOMMITTED"; break;
+    default: break;  // SERIALIZABLE never reaches a standby; default stays default
+    }
+    if (state.transaction_options.access == parser::Access::ReadOnly) begin += " READ ONLY";
+    std::vector<std::string> out{begin};
+    for (const std::string& sp : state.savepoints) {
+        std::string quoted = "SAVEPOINT \"";
+        for (char c : sp) quoted += c == '"' ? std::string("\"\"") : std::string(1, c);
+        out.push_back(quoted + "\"");
+    }
+    return out;
+}
+
+std::string describe(const Classification& cls, const RouteDecision& d, const shm::NodeSnapshot& nodes) {
+    std::string out(parser::kind_name(cls.kind));
+    out += " → ";
+    switch (d.target) {
+    case Target::Primary:
+    case Target::Node:
+        out += "node " + std::to_string(d.node) + (d.node == nodes.primary ? " (primary, " : " (standby, ");
+        break;
+    case Target::Session:
+    case Target::Transaction:
+    case Target::Nodes: {
+        out += "nodes";
+        for (int i = 0; i < shm::kMaxNodes; ++i)
+            if (d.nodes.test(static_cast<size_t>(i))) out += " " + std::to_string(i);
+        out += " (";
+        break;
+    }
+    case Target::Local: out += "splitpool ("; break;
+    case Target::None: out += "nowhere ("; break;
+    }
+    out += d.reason;
+    out += ")";
+    return out;
+}
+
+}  // namespace splitpool::daemon

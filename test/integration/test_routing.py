@@ -1,0 +1,189 @@
+"""Read/write splitting against a real primary + 2 replicas. Which node ran a statement is read from the
+node itself (inet_server_port() is evaluated by the server that executes it), never from splitpool."""
+
+import threading
+import time
+
+import psycopg
+import pytest
+
+from helpers import connect, pgbench, psql, psql_value
+
+
+@pytest.fixture(scope="module")
+def table(cluster):
+    cluster.sql(0, "drop table if exists rt; create table rt(id int primary key, v text)", db="sp_test")
+    cluster.sql(0, "drop table if exists rt_big; create table rt_big as select g as id from generate_series(1, 1000) g",
+                db="sp_test")
+    cluster.wait_replicas_caught_up()
+    return "rt"
+
+
+def port_of(conn):
+    return conn.execute("select inet_server_port()").fetchone()[0]
+
+
+def fresh_id(conn):
+    return conn.execute("select coalesce(max(id), 0) + 1 from rt").fetchone()[0]
+
+
+def test_writes_go_to_the_primary_and_reads_are_balanced(splitpool, cluster, table):
+    sp = splitpool(backend=cluster.backends(weights=(0, 1, 1)))
+    with connect(sp.port, dbname="sp_test") as c:
+        assert port_of(c) in cluster.ports[1:]
+        i = fresh_id(c)
+        c.execute("insert into rt values (%s, 'w')", (i,))
+    assert cluster.sql(0, f"select v from rt where id = {i}", db="sp_test") == "w"
+
+
+def test_weighted_distribution_over_sessions(splitpool, cluster, table):
+    sp = splitpool(backend=cluster.backends(weights=(1, 2, 2)))
+    counts = {p: 0 for p in cluster.ports}
+    sessions = 300
+    for _ in range(sessions):
+        with connect(sp.port, dbname="sp_test") as c:
+            counts[port_of(c)] += 1
+    shares = [counts[p] / sessions for p in cluster.ports]
+    for share, expected in zip(shares, (0.2, 0.4, 0.4)):
+        assert abs(share - expected) <= 0.07, (counts, shares)
+
+
+def test_weight_zero_node_never_chosen(splitpool, cluster, table):
+    sp = splitpool(backend=cluster.backends(weights=(1, 0, 1)))
+    seen = set()
+    for _ in range(40):
+        with connect(sp.port, dbname="sp_test") as c:
+            seen.add(port_of(c))
+    assert cluster.ports[1] not in seen
+
+
+def test_read_after_write_in_transaction_sees_the_write(splitpool, cluster, table):
+    sp = splitpool(backend=cluster.backends(weights=(0, 1, 1)))
+    with connect(sp.port, dbname="sp_test", autocommit=False) as c:
+        first = port_of(c)  # before any write the read may be balanced
+        i = fresh_id(c)
+        c.execute("insert into rt values (%s, 'tx')", (i,))
+        assert port_of(c) == cluster.ports[0]
+        assert c.execute("select v from rt where id = %s", (i,)).fetchone()[0] == "tx"
+        c.commit()
+    assert first in cluster.ports
+
+
+def test_failed_statement_on_a_standby_aborts_the_whole_transaction(splitpool, cluster, table):
+    sp = splitpool(backend=cluster.backends(weights=(0, 1, 1)), disable_load_balance_on_write="off")
+    with connect(sp.port, dbname="sp_test", autocommit=False) as c:
+        i = fresh_id(c)
+        c.execute("insert into rt values (%s, 'doomed')", (i,))
+        with pytest.raises(psycopg.errors.DivisionByZero):
+            c.execute("select 1 / (count(*) - count(*)) from rt_big")  # balanced: runs on a standby
+        with pytest.raises(psycopg.errors.InFailedSqlTransaction):
+            c.execute("select 1")
+        c.commit()  # PostgreSQL answers COMMIT in a failed transaction with ROLLBACK
+    assert cluster.sql(0, f"select count(*) from rt where id = {i}", db="sp_test") == "0"
+
+
+def test_commit_of_failed_transaction_answers_rollback(splitpool, cluster, table):
+    sp = splitpool(backend=cluster.backends(weights=(0, 1, 1)))
+    p = psql(sp.port, db="sp_test", input="begin;\nselect 1/0;\ncommit;\n", on_error_stop=False, check=False)
+    assert "ROLLBACK" in p.stdout, p.stdout
+
+
+def test_savepoint_rollback_keeps_the_transaction_writing(splitpool, cluster, table):
+    sp = splitpool(backend=cluster.backends(weights=(0, 1, 1)))
+    with connect(sp.port, dbname="sp_test", autocommit=False) as c:
+        i = fresh_id(c)
+        c.execute("insert into rt values (%s, 'sp')", (i,))
+        c.execute("savepoint a")
+        c.execute("insert into rt values (%s, 'sp2')", (i + 1,))
+        c.execute("rollback to savepoint a")
+        assert port_of(c) == cluster.ports[0]
+        assert c.execute("select count(*) from rt where id in (%s, %s)", (i, i + 1)).fetchone()[0] == 1
+        c.execute("release savepoint a")
+        c.commit()
+    assert cluster.sql(0, f"select count(*) from rt where id = {i}", db="sp_test") == "1"
+
+
+def test_set_reaches_every_node_the_session_uses(splitpool, cluster, table):
+    sp = splitpool(backend=cluster.backends(weights=(1, 1, 1)), statement_level_load_balance=True)
+    with connect(sp.port, dbname="sp_test") as c:
+        c.execute("set statement_timeout = '1234ms'")
+        seen = set()
+        for _ in range(30):
+            port, value = c.execute("select inet_server_port(), current_setting('statement_timeout')").fetchone()
+            assert value == "1234ms", port
+            seen.add(port)
+        assert len(seen) >= 2
+
+
+def test_standby_refusal_is_retried_on_the_primary(splitpool, cluster, table):
+    """txid_current() is STABLE in pg_proc but refuses to run during recovery (25006)."""
+    sp = splitpool(backend=cluster.backends(weights=(0, 1, 1)))
+    for _ in range(3):
+        with connect(sp.port, dbname="sp_test") as c:
+            assert int(c.execute("select txid_current()").fetchone()[0]) > 0
+    assert "refused a balanced read" in sp.log_text()
+
+
+def test_extended_protocol_pipeline_with_psycopg(splitpool, cluster, table):
+    sp = splitpool(backend=cluster.backends(weights=(0, 1, 1)))
+    with connect(sp.port, dbname="sp_test", autocommit=False) as c:
+        i = fresh_id(c)
+        with c.pipeline():
+            cur1 = c.execute("select inet_server_port()")
+            c.execute("insert into rt values (%s, %s)", (i, "pipe"))
+            cur2 = c.execute("select v, inet_server_port() from rt where id = %s", (i,))
+            cur3 = c.execute("select count(*) from rt_big where id <= %s", (10,))
+        assert cur1.fetchone()[0] in cluster.ports
+        assert cur2.fetchone() == ("pipe", cluster.ports[0])
+        assert cur3.fetchone()[0] == 10
+        c.commit()
+    assert cluster.sql(0, f"select v from rt where id = {i}", db="sp_test") == "pipe"
+
+
+def test_prepared_statements_follow_their_node(splitpool, cluster, table):
+    sp = splitpool(backend=cluster.backends(weights=(0, 1, 1)))
+    with connect(sp.port, dbname="sp_test", autocommit=False) as c:
+        for _ in range(3):  # psycopg prepares server-side after repeated use
+            c.execute("select count(*) from rt_big where id < %s", (500,), prepare=True)
+        i = fresh_id(c)
+        c.execute("insert into rt values (%s, 'p')", (i,), prepare=True)
+        # the transaction now writes: the prepared read runs on the primary (re-parsed there)
+        assert c.execute("select count(*) from rt_big where id < %s", (500,), prepare=True).fetchone()[0] == 499
+        assert port_of(c) == cluster.ports[0]
+        c.rollback()
+    with connect(sp.port, dbname="sp_test") as c:
+        c.execute("prepare q as select inet_server_port()")
+        assert c.execute("execute q").fetchone()[0] in cluster.ports
+        c.execute("deallocate q")
+
+
+def test_cancel_reaches_a_standby(splitpool, cluster, table):
+    sp = splitpool(backend=cluster.backends(weights=(0, 1, 1)))
+    with connect(sp.port, dbname="sp_test") as c:
+        assert port_of(c) in cluster.ports[1:]
+        threading.Timer(0.5, c.cancel).start()
+        start = time.monotonic()
+        with pytest.raises(psycopg.errors.QueryCanceled):
+            c.execute("select pg_sleep(20) from rt_big limit 1")
+        assert time.monotonic() - start < 5
+
+
+def test_pgbench_select_only_spreads_over_nodes(splitpool, cluster, table):
+    """The deployment's check: pgbench's connections show up on every node (pg_stat_activity there)."""
+    sp = splitpool(backend=cluster.backends(weights=(1, 2, 2)), num_init_children=8)
+    pgbench(sp.port, ["-i", "-s", "1", "-q"], db="sp_test")
+    cluster.wait_replicas_caught_up()
+    p = pgbench(sp.port, ["-n", "-S", "-c", "8", "-j", "2", "-t", "300"], db="sp_test")
+    assert "number of failed transactions: 0" in p.stdout
+    # pooled connections stay open after the run, still named after their client
+    on_node = [int(cluster.sql(k, "select count(*) from pg_stat_activity where application_name = 'pgbench'"))
+               for k in range(3)]
+    assert all(n > 0 for n in on_node), on_node
+
+
+def test_multi_statement_and_unparseable_go_to_primary(splitpool, cluster, table):
+    sp = splitpool(backend=cluster.backends(weights=(0, 1, 1)))
+    both = psql_value(sp.port, "select inet_server_port(); select inet_server_port()", db="sp_test")
+    assert both.split() == [str(cluster.ports[0])] * 2
+    p = psql(sp.port, "selec 1", db="sp_test", on_error_stop=False, check=False)
+    assert 'syntax error at or near "selec"' in p.stderr

@@ -44,14 +44,21 @@ LIB_SRCS := \
 	daemon/backend.cpp \
 	daemon/backend_pool.cpp \
 	daemon/cancel.cpp \
+	daemon/catalog_cache.cpp \
 	daemon/io/buffer.cpp \
 	daemon/io/conn.cpp \
+	daemon/io/tls.cpp \
 	daemon/proto/frame.cpp \
 	daemon/proto/writer.cpp \
 	daemon/proto/startup.cpp \
 	daemon/auth/base64.cpp \
 	daemon/auth/md5.cpp \
 	daemon/auth/scram_client.cpp \
+	daemon/auth/scram_server.cpp \
+	daemon/auth/hba.cpp \
+	daemon/auth/pool_passwd.cpp \
+	daemon/auth/aes.cpp \
+	tools/passwd_tool.cpp \
 	shm/segment.cpp \
 	shm/status_table.cpp \
 	parser/classify.cpp \
@@ -80,7 +87,11 @@ UNIT_SRCS := \
 	test/unit/cache_key_test.cpp \
 	test/unit/router_test.cpp \
 	test/unit/pcp_wire_test.cpp \
-	test/unit/pcp_conf_test.cpp
+	test/unit/pcp_conf_test.cpp \
+	test/unit/hba_test.cpp \
+	test/unit/pool_passwd_test.cpp \
+	test/unit/scram_server_test.cpp \
+	test/unit/tls_test.cpp
 
 LIB_OBJS  := $(LIB_SRCS:%.cpp=$(BUILD)/%.o)
 UNIT_OBJS := $(UNIT_SRCS:%.cpp=$(BUILD)/%.o)
@@ -90,8 +101,9 @@ DEPS      := $(LIB_OBJS:.o=.d) $(UNIT_OBJS:.o=.d) $(MAIN_OBJS:.o=.d) $(TOOL_OBJS
 
 PCP_TOOLS := pcp_node_count pcp_node_info pcp_health_check_stats pcp_pool_status pcp_proc_count \
              pcp_proc_info pcp_attach_node pcp_detach_node pcp_promote_node pcp_reload_config pcp_stop_pgpool
-TOOL_OBJS := $(PCP_TOOLS:%=$(BUILD)/pcp/tools/%.o)
-PROGRAMS  := $(BIN)/splitpool $(PCP_TOOLS:%=$(BIN)/%)
+PASSWD_TOOLS := pg_enc pg_md5
+TOOL_OBJS := $(PCP_TOOLS:%=$(BUILD)/pcp/tools/%.o) $(PASSWD_TOOLS:%=$(BUILD)/tools/%.o)
+PROGRAMS  := $(BIN)/splitpool $(PCP_TOOLS:%=$(BIN)/%) $(PASSWD_TOOLS:%=$(BIN)/%)
 UNIT_BIN  := $(BUILD)/unit_tests
 
 .PHONY: all deps check unit integration demo demo-stop bench install clean
@@ -115,6 +127,10 @@ $(BIN)/splitpool: $(MAIN_OBJS) $(LIB)
 	$(Q)$(CXX) -o $@ $^ $(LDLIBS)
 
 $(BIN)/pcp_%: $(BUILD)/pcp/tools/pcp_%.o $(LIB)
+	@mkdir -p $(BIN)
+	$(Q)$(CXX) -o $@ $^ $(LDLIBS)
+
+$(BIN)/pg_%: $(BUILD)/tools/pg_%.o $(LIB)
 	@mkdir -p $(BIN)
 	$(Q)$(CXX) -o $@ $^ $(LDLIBS)
 

@@ -228,3 +228,37 @@ bool run_reset_queries(BackendConn& conn, const std::vector<std::string>& querie
 }
 
 }  // namespace splitpool::daemon
+
+namespace splitpool::daemon {
+
+std::optional<std::vector<std::string>> run_side_query(BackendConn& conn, const std::string& sql, io::Deadline deadline) {
+    if (conn.tx_status != 'I' || !conn.in.empty()) return std::nullopt;
+    std::string out;
+    proto::put_query(out, sql);
+    if (io::write_all(conn.fd, out, deadline) != io::IoStatus::Ok) return std::nullopt;
+    std::vector<std::string> rows;
+    bool failed = false;
+    for (;;) {
+        proto::Frame f;
+        if (io::read_frame(conn.fd, conn.in, f, proto::kMaxMessageLength, deadline) != io::IoStatus::Ok)
+            return std::nullopt;
+        if (f.type == 'D') {
+            proto::Reader r(f.body, f.body_size());
+            if (r.i16() >= 1) {
+                int32_t len = r.i32();
+                rows.emplace_back(len < 0 ? std::string_view() : r.bytes(size_t(len)));
+            }
+        } else if (f.type == 'E') {
+            failed = true;
+        } else if (f.type == 'Z') {
+            conn.tx_status = f.body_size() ? f.body[0] : 'I';
+            conn.in.consume(f.size());
+            break;
+        }
+        conn.in.consume(f.size());
+    }
+    if (failed) return std::nullopt;
+    return rows;
+}
+
+}  // namespace splitpool::daemon

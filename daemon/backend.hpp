@@ -3,6 +3,7 @@
 
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -59,6 +60,10 @@ LoginResult backend_login(const BackendAddress& address, const proto::StartupMes
 // connection should be dropped rather than pooled; ParameterStatus changes are merged into params.
 bool run_reset_queries(BackendConn& conn, const std::vector<std::string>& queries, ParamList& params,
                        io::Deadline deadline);
+
+// A catalog lookup on an idle connection (never inside a transaction): first column of each row,
+// or nullopt when it may not run now or failed.
+std::optional<std::vector<std::string>> run_side_query(BackendConn& conn, const std::string& sql, io::Deadline deadline);
 
 // Records a ParameterStatus ('S') body into params, replacing an earlier value of the same name.
 void merge_parameter_status(ParamList& params, const char* body, size_t size);

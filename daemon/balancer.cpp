@@ -23,7 +23,7 @@ std::vector<std::string_view> split_entries(std::string_view text) {
         char c = i < text.size() ? text[i] : ',';
         if (c == '(' || c == '[' || c == '{') ++depth;
         else if ((c == ')' || c == ']' || c == '}') && depth > 0) --depth;
-        else if (c == ',' && depth == 0) {
+        else if (c == ',' && (depth == 0 || i == text.size())) {
             std::string_view e = trim(text.substr(start, i - start));
             if (!e.empty()) out.push_back(e);
             start = i + 1;

@@ -12,6 +12,7 @@
 #include <ctime>
 
 #include "daemon/backend_pool.hpp"
+#include "daemon/dispatcher.hpp"
 #include "daemon/io/conn.hpp"
 #include "daemon/log.hpp"
 #include "daemon/session.hpp"
@@ -57,7 +58,8 @@ public:
 
     Child(Config config, shm::StatusTable& table, int slot, const std::vector<int>& listen_fds)
         : config_(std::move(config)), table_(table), slot_(slot), pool_(config_.max_pool),
-          classifications_(size_t(config_.classification_cache_size)), policy_(routing_policy_for(config_)) {
+          classifications_(size_t(config_.classification_cache_size)) {
+        apply_policy();
         watchers_.resize(listen_fds.size());
         for (size_t i = 0; i < listen_fds.size(); ++i) {
             ev_io_init(&watchers_[i], on_listen, listen_fds[i], EV_READ);
@@ -110,13 +112,25 @@ private:
         ev_timer_stop(g_loop, &tick_);
     }
 
+    // The parent validated the routing settings; a failure here keeps the previous policy.
+    void apply_policy() {
+        RoutingPolicy fresh;
+        std::string error;
+        if (!routing_policy_for(config_, &fresh, &error)) {
+            PROXY_LOG(Warning, "routing settings not applied: %s", error.c_str());
+            return;
+        }
+        fresh.oracle = &catalog_;
+        policy_ = std::move(fresh);
+    }
+
     void serve(int fd) {
         shm::Header& header = table_.header();
         int active = header.active_clients.fetch_add(1) + 1;
         bool too_many = config_.reserved_connections > 0 &&
                         active > config_.num_init_children - config_.reserved_connections;
         SessionContext ctx{config_, table_,         slot_,        pool_,         g_loop, &g_fast_stop,
-                           digest_salt_, too_many, classifications_, primary_only_, policy_};
+                           digest_salt_, too_many, classifications_, catalog_,     primary_only_, policy_};
         serve_client(ctx, fd);
         header.active_clients.fetch_sub(1);
         ++served_;
@@ -140,7 +154,7 @@ private:
         fresh.reserved_connections = config_.reserved_connections;
         fresh.max_pool = config_.max_pool;
         config_ = std::move(fresh);
-        policy_ = routing_policy_for(config_);
+        apply_policy();
         log_configure(log_options_for(config_, false));
     }
 
@@ -149,6 +163,7 @@ private:
     int slot_;
     BackendPool pool_;
     parser::ClassificationCache classifications_;
+    CatalogCache catalog_;
     std::set<std::string> primary_only_;
     RoutingPolicy policy_;
     std::vector<ev_io> watchers_;

@@ -1,9 +1,11 @@
 // The running configuration: a plain struct filled from the TOML file by the key table.
 #pragma once
 
+#include <cstdint>
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "daemon/log.hpp"
@@ -134,5 +136,37 @@ std::string sample_config_text();
 
 // Names of start-only keys whose values differ between two configs (logged on reload).
 std::vector<std::string> restart_only_changes(const Config& old_config, const Config& new_config);
+
+// The backends as pgpool names them per node: backend_hostname0, backend_port0, backend_weight0,
+// backend_flag0, backend_application_name0, backend_data_directory0, ... (SHOW POOL_STATUS order).
+// config_value_string() also answers these names.
+std::vector<std::pair<std::string, std::string>> config_backend_values(const Config& config);
+
+// Flags as pgpool writes backend_flag: "ALLOW_TO_FAILOVER", "ALWAYS_PRIMARY|DISALLOW_TO_FAILOVER".
+std::string backend_flag_string(unsigned flags);
+
+// ---- Between the parser (daemon/config.cpp) and the key table (daemon/config_keys.cpp) ----
+
+// One TOML value as the key table sees it, so the table does not depend on the TOML library.
+struct RawValue {
+    enum class Type { Boolean, Integer, Float, String, Array, Table, Other };
+    Type type = Type::Other;
+    bool boolean = false;
+    int64_t integer = 0;
+    double number = 0;
+    std::string text;
+    std::vector<RawValue> items;   // of an array
+};
+
+// Stores `value` under `key`; returns the problem ("must be between 1 and 65535 (got 0)"), "" when stored.
+std::string config_store(Config& config, std::string_view key, const RawValue& value);
+std::string backend_store(BackendConfig& backend, std::string_view key, const RawValue& value);
+
+// Keys allowed inside a [[backend]] table, in sample-file order.
+const std::vector<std::string_view>& backend_key_names();
+
+// Makes the relative file paths (pid_file_name, logdir, pool_passwd, log_directory) absolute under
+// config.config_dir; "" stays "" (pool_passwd = "" means none).
+void config_resolve_paths(Config& config);
 
 }  // namespace splitpool::daemon

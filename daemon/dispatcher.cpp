@@ -45,15 +45,37 @@ Names names_of(char type, const char* msg, size_t size) {
 
 }  // namespace
 
-Dispatcher::Dispatcher(const Config& config, const RoutingPolicy& policy, parser::ClassificationCache& cache,
-                       shm::StatusTable& table, std::set<std::string>& primary_only, const std::string& database,
-                       const std::string& user, const std::string& application_name)
-    : config_(config), policy_(policy), cache_(cache), table_(table), primary_only_(primary_only) {
-    int p = table.header().primary_node.load(std::memory_order_relaxed);
-    primary_ = p >= 0 && p < int(config.backends.size()) ? p : 0;
+bool routing_policy_for(const Config& c, RoutingPolicy* p, std::string* error) {
+    auto join = [](const std::vector<std::string>& v, const char* sep) {
+        std::string out;
+        for (const auto& s : v) out += (out.empty() ? "" : sep) + s;
+        return out;
+    };
+    p->load_balance_mode = c.load_balance_mode;
+    p->statement_level_load_balance = c.statement_level_load_balance;
+    p->allow_sql_comments = c.allow_sql_comments;
+    p->check_unlogged_table = c.check_unlogged_table;
+    bool ok = parse_disable_lb_on_write(c.disable_load_balance_on_write, &p->disable_load_balance_on_write) &&
+              parse_check_temp_table(c.check_temp_table, &p->check_temp_table);
+    if (!ok) *error = "invalid disable_load_balance_on_write or check_temp_table";
+    ok = ok && set_function_lists(p, join(c.write_function_list, ","), join(c.read_only_function_list, ","), error);
+    ok = ok && set_primary_routing_patterns(p, join(c.primary_routing_query_pattern_list, ";"), error);
+    ok = ok && parse_redirect_list(c.database_redirect_preference_list, &p->redirects.database, error);
+    ok = ok && parse_redirect_list(c.app_name_redirect_preference_list, &p->redirects.app_name, error);
+    ok = ok && parse_redirect_list(c.user_redirect_preference_list, &p->redirects.user, error);
+    return ok;
+}
+
+Dispatcher::Dispatcher(DispatchContext ctx, const std::string& database, const std::string& user,
+                       const std::string& application_name)
+    : ctx_(std::move(ctx)), rng_(std::random_device{}()) {
+    shm::NodeSnapshot snapshot = ctx_.table.snapshot();
+    primary_ = snapshot.primary >= 0 && snapshot.primary < int(ctx_.config.backends.size()) ? snapshot.primary : 0;
     route_state_.database = database;
     route_state_.user = user;
     route_state_.application_name = application_name;
+    start_session(route_state_, snapshot, ctx_.policy, rng_);
+    ctx_.catalog.new_session();
 }
 
 bool Dispatcher::needs_idle(char type) const {
@@ -90,11 +112,12 @@ void Dispatcher::add_send(int node, Delivery delivery, std::string bytes, const 
     const NodeView& view = nodes[size_t(node)];
     bool idle_node = !view.connected || view.tx_status == 'I';
     if (!joined_in_plan && idle_node && in_transaction(nodes)) {
-        std::string join = query_message(begin_text_);
-        for (const auto& sp : savepoints_) join += query_message("SAVEPOINT " + sp);
+        std::vector<std::string> statements = join_transaction_statements(route_state_);
+        std::string join;
+        for (const auto& sql : statements) join += query_message(sql);
         Send s{node, Delivery::Swallow, std::move(join)};
-        s.ready_count = 1 + int(savepoints_.size());
-        plan.sends.push_back(std::move(s));
+        s.ready_count = int(statements.size());
+        if (s.ready_count > 0) plan.sends.push_back(std::move(s));
     }
     Send s;
     s.node = node;
@@ -130,34 +153,33 @@ void Dispatcher::fan_out(const Classification& cls, const std::string& bytes, co
 
 // Where one statement runs. Inside a failed transaction every statement goes to the failed node,
 // which answers 25P02 exactly as PostgreSQL would.
-int Dispatcher::target_for(const Classification& cls, std::string_view key, const std::vector<NodeView>& nodes,
+int Dispatcher::target_for(const Classification& cls, std::string_view sql, const std::vector<NodeView>& nodes,
                            bool& balanced) {
     balanced = false;
     int failed = failed_node(nodes);
     if (failed >= 0) return failed;
-    shm::NodeSnapshot snapshot = table_.snapshot();
-    route_state_.in_transaction = in_transaction(nodes);
-    route_state_.force_primary = route_state_.force_primary || primary_only_.count(std::string(key)) > 0;
-    RouteDecision d = route(cls, route_state_, snapshot, policy_);
-    bool forced = primary_only_.count(std::string(key)) > 0;
-    note_statement(route_state_, cls, d);
+    const RoutingPolicy& policy = ctx_.policy;
+    if (ctx_.side_query && (!cls.functions.empty() || !cls.relations.empty()) && cls.load_balanceable) {
+        bool functions = policy.write_functions.empty() && policy.read_only_functions.empty();
+        bool relations = policy.check_temp_table == CheckTempTable::Catalog || policy.check_unlogged_table;
+        ctx_.catalog.prefetch(cls, functions, relations, ctx_.side_query);
+    }
+    shm::NodeSnapshot snapshot = ctx_.table.snapshot();
+    RouteDecision d = route(cls, sql, route_state_, snapshot, policy, rng_);
+    note_statement(route_state_, cls, d, policy);
+    last_multi_ = cls.multi_statement;
     int node = d.node >= 0 && d.node < int(nodes.size()) ? d.node : primary_;
-    if (forced) node = primary_;
-    balanced = node != primary_ && !route_state_.in_transaction;
-    PROXY_LOG(Debug1, "route: %s -> node %d (%s)", std::string(parser::kind_name(cls.kind)).c_str(), node,
-              d.reason.c_str());
+    if (ctx_.primary_only.count(key_)) node = primary_;
+    balanced = d.load_balanced && node != primary_;
+    if (log_enabled(LogLevel::Debug1))
+        PROXY_LOG(Debug1, "route: %s", describe(cls, d, snapshot).c_str());
     return node;
 }
 
+// Session state the router does not keep: settings to replay on nodes connected later, and where
+// SQL-level prepared statements and cursors live.
 void Dispatcher::note_session_state(const Classification& cls, std::string_view sql, int node) {
     switch (cls.kind) {
-    case Kind::Begin: begin_text_ = std::string(sql); savepoints_.clear(); break;
-    case Kind::Commit: case Kind::Rollback: savepoints_.clear(); break;
-    case Kind::Savepoint: savepoints_.push_back(cls.name); break;
-    case Kind::ReleaseSavepoint:
-        while (!savepoints_.empty() && savepoints_.back() != cls.name) savepoints_.pop_back();
-        if (!savepoints_.empty()) savepoints_.pop_back();
-        break;
     case Kind::Set: case Kind::Reset:
         if (!cls.set.is_local && !cls.set.transaction) {
             if (cls.set.reset_all) session_sets_.clear();
@@ -172,12 +194,22 @@ void Dispatcher::note_session_state(const Classification& cls, std::string_view 
     }
 }
 
+// Statements sent to several nodes still update the router's session and transaction state.
+void Dispatcher::note_fan_out(const Classification& cls) {
+    RouteDecision d;
+    d.target = Target::Session;
+    d.node = primary_;
+    note_statement(route_state_, cls, d, ctx_.policy);
+    last_multi_ = false;
+}
+
 void Dispatcher::plan_query(std::string_view sql, const char* msg, size_t size, const std::vector<NodeView>& nodes,
                             Plan& plan) {
-    const Classification& cls = cache_.lookup_or_classify(sql);
+    const Classification& cls = ctx_.cache.lookup_or_classify(sql);
     std::string bytes(msg, size);
     if (cls.splitpool_setting) {
-        route_state_.force_primary = cls.set.value == "primary";
+        if (cls.kind == Kind::Set || cls.kind == Kind::Reset)
+            route_state_.force_primary = cls.kind == Kind::Set && cls.set.value == "primary";
         proto::Writer(plan.client_reply).begin('C').cstr(cls.kind == Kind::Show ? "SHOW" : "SET").finish();
         char status = nodes[size_t(primary_)].connected ? nodes[size_t(primary_)].tx_status : 'I';
         proto::put_ready_for_query(plan.client_reply, status);
@@ -190,7 +222,7 @@ void Dispatcher::plan_query(std::string_view sql, const char* msg, size_t size, 
                    cls.kind == Kind::Set || cls.kind == Kind::Reset;
     if (session_wide || (tx_wide && in_transaction(nodes))) {
         fan_out(cls, bytes, nodes, !session_wide, plan);
-        note_statement(route_state_, cls, RouteDecision{primary_, "all nodes"});
+        note_fan_out(cls);
         note_session_state(cls, sql, primary_);
         return;
     }
@@ -204,7 +236,7 @@ void Dispatcher::plan_query(std::string_view sql, const char* msg, size_t size, 
     else if (cls.kind == Kind::Fetch || (cls.kind == Kind::ClosePortal && !cls.name.empty())) node = named(cursors_);
     else {
         parser::cache_key(sql, &key_);
-        node = target_for(cls, key_, nodes, balanced);
+        node = target_for(cls, sql, nodes, balanced);
     }
     if (failed_node(nodes) >= 0) node = failed_node(nodes);
     add_send(node, Delivery::Forward, std::move(bytes), nodes, plan);
@@ -235,7 +267,7 @@ void Dispatcher::plan_batch(bool sync, const std::vector<NodeView>& nodes, Plan&
                 proto::Reader r(m + 5, len - 5);
                 std::string name(r.cstr());
                 std::string_view q = r.cstr();
-                const Classification& cls = cache_.lookup_or_classify(q);
+                const Classification& cls = ctx_.cache.lookup_or_classify(q);
                 bool wide = cls.kind == Kind::Commit || cls.kind == Kind::Rollback || cls.kind == Kind::Set ||
                             cls.kind == Kind::Reset || cls.kind == Kind::DiscardAll || cls.kind == Kind::Savepoint ||
                             cls.kind == Kind::RollbackToSavepoint || cls.kind == Kind::ReleaseSavepoint;
@@ -248,7 +280,7 @@ void Dispatcher::plan_batch(bool sync, const std::vector<NodeView>& nodes, Plan&
                 }
                 parser::cache_key(q, &key_);
                 bool b = false;
-                node = target_for(cls, key_, nodes, b);
+                node = target_for(cls, q, nodes, b);
                 balanced = balanced || b;
                 Statement& st = statements_[name];
                 st.parse_bytes.assign(m, len);
@@ -279,7 +311,7 @@ void Dispatcher::plan_batch(bool sync, const std::vector<NodeView>& nodes, Plan&
     if (fan) {
         fan_out(*fan_cls, batch_, nodes, !(fan_cls->kind == Kind::Set || fan_cls->kind == Kind::Reset ||
                                            fan_cls->kind == Kind::DiscardAll), plan);
-        note_statement(route_state_, *fan_cls, RouteDecision{primary_, "all nodes"});
+        note_fan_out(*fan_cls);
         note_session_state(*fan_cls, sql_of_first, primary_);
     } else {
         std::string reparse;

@@ -9,6 +9,7 @@
 #include <string_view>
 #include <vector>
 
+#include "daemon/catalog_cache.hpp"
 #include "daemon/config.hpp"
 #include "daemon/router.hpp"
 #include "parser/classify_cache.hpp"
@@ -43,11 +44,24 @@ struct NodeView {
     char tx_status = 'I';
 };
 
+// Builds the router's policy from the configuration; false with a message for a bad regex or list.
+bool routing_policy_for(const Config& config, RoutingPolicy* policy, std::string* error);
+
+// What a dispatcher borrows from its child for one session.
+struct DispatchContext {
+    const Config& config;
+    const RoutingPolicy& policy;
+    parser::ClassificationCache& cache;
+    CatalogCache& catalog;
+    shm::StatusTable& table;
+    std::set<std::string>& primary_only;  // statements a standby refused: primary from now on
+    SideQuery side_query;                 // catalog lookups on the primary
+};
+
 class Dispatcher {
 public:
-    Dispatcher(const Config& config, const RoutingPolicy& policy, parser::ClassificationCache& cache,
-               shm::StatusTable& table, std::set<std::string>& primary_only, const std::string& database,
-               const std::string& user, const std::string& application_name);
+    Dispatcher(DispatchContext ctx, const std::string& database, const std::string& user,
+               const std::string& application_name);
 
     // True when the message can only be planned once every node has answered everything sent
     // before (a Query, or the Sync/Flush that closes a batch not already bound to a node).
@@ -58,7 +72,9 @@ public:
     const std::vector<std::string>& session_replay() const { return session_sets_; }
     int primary() const { return primary_; }
     // A standby refused this statement (by cache key): it goes to the primary from now on.
-    void remember_primary_only(const std::string& key) { primary_only_.insert(key); }
+    void remember_primary_only(const std::string& key) { ctx_.primary_only.insert(key); }
+    // Each ReadyForQuery the client sees: keeps the router's transaction state exact.
+    void note_ready(char status) { note_transaction_status(route_state_, status, last_multi_); }
 
 private:
     struct Statement {
@@ -69,28 +85,25 @@ private:
 
     void plan_query(std::string_view sql, const char* msg, size_t size, const std::vector<NodeView>& nodes, Plan& plan);
     void plan_batch(bool sync, const std::vector<NodeView>& nodes, Plan& plan);
-    int target_for(const parser::Classification& cls, std::string_view key, const std::vector<NodeView>& nodes,
+    int target_for(const parser::Classification& cls, std::string_view sql, const std::vector<NodeView>& nodes,
                    bool& balanced);
     void fan_out(const parser::Classification& cls, const std::string& bytes, const std::vector<NodeView>& nodes,
                  bool tx_only, Plan& plan);
     void add_send(int node, Delivery delivery, std::string bytes, const std::vector<NodeView>& nodes, Plan& plan,
                   int ready_count = 1);
+    void note_fan_out(const parser::Classification& cls);
     void note_session_state(const parser::Classification& cls, std::string_view sql, int node);
     bool in_transaction(const std::vector<NodeView>& nodes) const;
     int failed_node(const std::vector<NodeView>& nodes) const;
     std::string query_of(const char* msg, size_t size) const;
 
-    const Config& config_;
-    const RoutingPolicy& policy_;
-    parser::ClassificationCache& cache_;
-    shm::StatusTable& table_;
-    std::set<std::string>& primary_only_;  // statements a standby refused: primary from now on
+    DispatchContext ctx_;
     SessionRouteState route_state_;
+    Mt19937Random rng_;
     int primary_;
+    bool last_multi_ = false;
     std::string key_;                      // reused cache-key buffer
 
-    std::string begin_text_ = "BEGIN";     // replayed on a node that joins an open transaction
-    std::vector<std::string> savepoints_;
     std::vector<std::string> session_sets_;
     std::map<std::string, Statement> statements_;  // extended protocol, by name ("" = unnamed)
     std::map<std::string, int> portals_;

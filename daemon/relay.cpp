@@ -418,6 +418,7 @@ void Relay::deliver(NodeIo& n, const char* data, size_t size, char type, const c
     }
     Delivery d = delivery_for(n);
     if (data && d == Delivery::Forward) client_out_.append(data, size);
+    if (type == 'Z' && d == Delivery::Forward && body_size > 0) ctx_.dispatcher.note_ready(body[0]);
     if (d == Delivery::Swallow && type == 'E' && u)
         PROXY_LOG(Debug1, "node %d reported an error in a reply the client does not see", n.node);
     if (type == 'Z' && u) finish_unit(n);

@@ -487,7 +487,11 @@ void note_statement(SessionRouteState& state, const Classification& cls, const R
     case Kind::Begin: begin_transaction(state, cls.txn, decision.nodes); return;
     case Kind::Commit:
     case Kind::Rollback:
-        if (cls.chain && state.in_transaction) begin_transaction(state, state.transaction_options, state.transaction_nodes);
+        if (cls.chain && state.in_transaction) {
+            parser::TxnOptions options = state.transaction_options;  // copies: begin_transaction resets them
+            NodeSet txn_nodes = state.transaction_nodes;
+            begin_transaction(state, options, txn_nodes);
+        }
         else end_transaction(state);
         return;
     case Kind::TwoPhase: end_transaction(state); return;  // PREPARE TRANSACTION ends it; the others run outside one

@@ -246,7 +246,14 @@ void Session::run() {
         return;
     }
     send_greeting();
-    Dispatcher dispatcher(ctx_.config, ctx_.policy, ctx_.classifications, ctx_.table, ctx_.primary_only,
+    int primary = primary_node(ctx_);
+    SideQuery side_query = [this, primary](const std::string& sql) -> std::optional<std::vector<std::string>> {
+        BackendConn* c = set_->conn(primary);
+        if (!c) return std::nullopt;
+        return run_side_query(*c, sql, io::deadline_after_ms(ctx_.config.connect_timeout));
+    };
+    Dispatcher dispatcher({ctx_.config, ctx_.policy, ctx_.classifications, ctx_.catalog, ctx_.table, ctx_.primary_only,
+                           side_query},
                           startup_.database(), startup_.user(), startup_.application_name());
     RelayContext rc{ctx_.loop, fd_, *set_, ctx_.config, ctx_.table, ctx_.child_slot, primary_node(ctx_),
                     ctx_.fast_shutdown, dispatcher,

@@ -9,6 +9,7 @@
 #include <string>
 
 #include "daemon/backend_pool.hpp"
+#include "daemon/catalog_cache.hpp"
 #include "daemon/config.hpp"
 #include "daemon/proto/startup.hpp"
 #include "daemon/router.hpp"
@@ -29,6 +30,7 @@ struct SessionContext {
     bool too_many_clients;        // reserved_connections: refuse this client after its startup packet
     // Per child, kept across sessions:
     parser::ClassificationCache& classifications;
+    CatalogCache& catalog;
     std::set<std::string>& primary_only;   // statements a standby refused
     const RoutingPolicy& policy;
 };

@@ -1,0 +1,59 @@
+// What the router needs from the primary's catalogs (function volatility, temporary and unlogged
+// tables), looked up once with a side query on the idle primary and cached in the child.
+#include "daemon/catalog_cache.hpp"
+
+namespace splitpool::daemon {
+namespace {
+
+std::string literal(std::string_view s) {
+    std::string out = "'";
+    for (char c : s) {
+        if (c == '\'') out += '\'';
+        out += c;
+    }
+    return out + "'";
+}
+
+}  // namespace
+
+void CatalogCache::prefetch(const parser::Classification& cls, bool check_functions, bool check_relations,
+                            const SideQuery& query) {
+    if (check_functions)
+        for (const auto& f : cls.functions) {
+            if (volatile_.count(f)) continue;
+            size_t dot = f.rfind('.');
+            std::string name = dot == std::string::npos ? f : f.substr(dot + 1);
+            std::string sql = "SELECT coalesce(bool_or(provolatile = 'v'), false) FROM pg_catalog.pg_proc p "
+                              "JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace WHERE proname = " + literal(name);
+            if (dot != std::string::npos) sql += " AND nspname = " + literal(f.substr(0, dot));
+            if (auto rows = query(sql); rows && rows->size() == 1) volatile_[f] = (*rows)[0] == "t";
+        }
+    if (check_relations)
+        for (const auto& r : cls.relations) {
+            if (persistence_.count(r) || temp_.count(r)) continue;
+            // to_regclass never raises for a missing relation; quote_ident keeps the name as written
+            auto rows = query("SELECT coalesce((SELECT relpersistence FROM pg_catalog.pg_class WHERE oid = "
+                              "pg_catalog.to_regclass(" + literal(r) + ")), 'p')");
+            if (!rows || rows->size() != 1 || (*rows)[0].empty()) continue;
+            char p = (*rows)[0][0];
+            if (p == 't') temp_[r] = true;
+            else persistence_[r] = p;
+        }
+}
+
+bool CatalogCache::is_volatile_function(std::string_view name) const {
+    auto it = volatile_.find(name);
+    return it == volatile_.end() || it->second;
+}
+
+bool CatalogCache::is_temp_table(std::string_view relation) const {
+    if (temp_.count(relation)) return true;
+    return !persistence_.count(relation);  // not looked up: assume temporary, i.e. primary
+}
+
+bool CatalogCache::is_unlogged_table(std::string_view relation) const {
+    auto it = persistence_.find(relation);
+    return it != persistence_.end() && it->second == 'u';
+}
+
+}  // namespace splitpool::daemon

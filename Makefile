@@ -164,4 +164,6 @@ install: all
 clean:
 	rm -rf $(BUILD) $(BIN)
 
+.SECONDARY: $(TOOL_OBJS)
+
 -include $(DEPS)

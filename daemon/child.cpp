@@ -77,6 +77,8 @@ public:
         while (!g_smart_stop && !g_fast_stop && !worn_out_) {
             if (g_reload) reload();
             wait_for_client();
+            // a reload signalled while a client was arriving applies to that client already
+            if (g_reload) reload();
             if (accepted_fd_ >= 0) serve(std::exchange(accepted_fd_, -1));
         }
         pool_.clear();

@@ -29,8 +29,8 @@ endif
 # daemon, the tools and the unit tests all link, so each wire format has one implementation.
 LIB_SRCS := \
 	daemon/log.cpp \
-	daemon/config_table.cpp \
-	daemon/config_load.cpp \
+	daemon/config.cpp \
+	daemon/config_keys.cpp \
 	daemon/cli.cpp \
 	daemon/pidfile.cpp \
 	daemon/listener.cpp \
@@ -45,6 +45,7 @@ LIB_SRCS := \
 	daemon/backend_pool.cpp \
 	daemon/cancel.cpp \
 	daemon/catalog_cache.cpp \
+	daemon/client_auth.cpp \
 	daemon/io/buffer.cpp \
 	daemon/io/conn.cpp \
 	daemon/io/tls.cpp \
@@ -68,6 +69,7 @@ LIB_SRCS := \
 	pcp/wire.cpp \
 	pcp/pcp_conf.cpp \
 	pcp/commands.cpp \
+	pcp/report.cpp \
 	pcp/server.cpp \
 	pcp/client.cpp \
 	pcp/tools/cli_common.cpp
@@ -76,7 +78,7 @@ DAEMON_MAIN := daemon/main.cpp
 
 UNIT_SRCS := \
 	test/unit/test_main.cpp \
-	test/unit/config_table_test.cpp \
+	test/unit/config_test.cpp \
 	test/unit/frame_test.cpp \
 	test/unit/writer_test.cpp \
 	test/unit/startup_test.cpp \

@@ -5,6 +5,7 @@
 
 #include "daemon/auth/md5.hpp"
 #include "daemon/auth/scram_client.hpp"
+#include "daemon/io/tls.hpp"
 #include "daemon/proto/frame.hpp"
 #include "daemon/proto/writer.hpp"
 
@@ -35,8 +36,7 @@ std::string error_message_of(const proto::Frame& f) {
 // State of one login exchange; each method handles one message from the node.
 class Login {
 public:
-    Login(BackendConn& conn, const PasswordSource& source, LoginResult& result)
-        : conn_(conn), source_(source), result_(result) {}
+    Login(const PasswordSource& source, LoginResult& result) : source_(source), result_(result) {}
 
     // False when the login failed; result_ then says why.
     bool on_auth_request(const proto::Frame& f, std::string& reply) {
@@ -45,13 +45,14 @@ public:
         switch (code) {
         case kAuthOk: return true;
         case kAuthCleartext:
-            if (!need_password()) return false;
-            proto::put_password(reply, password_);
+            if (!need_password(code)) return false;
+            proto::put_password(reply, *cred_.password);
             return true;
         case kAuthMd5: {
             std::string_view salt = r.bytes(4);
-            if (!r.ok() || !need_password()) return r.ok() ? false : fail("malformed md5 request from backend");
-            proto::put_password(reply, auth::pg_md5_password(password_, user_,
+            if (!r.ok()) return fail("malformed md5 request from backend");
+            if (!need_password(code)) return false;
+            proto::put_password(reply, auth::pg_md5_password(*cred_.password, user_,
                                                              reinterpret_cast<const unsigned char*>(salt.data())));
             return true;
         }
@@ -75,15 +76,24 @@ public:
     }
 
 private:
-    bool need_password() {
+    // Asks the session for the secret once; `code` tells it what the node wants.
+    bool need_secret(int32_t code) {
         result_.used_password = true;
-        if (have_password_) return true;
-        if (!source_(password_, result_.client_error)) {
-            result_.log_message = "no password available for user \"" + user_ + "\"";
+        result_.auth_code = code;
+        if (have_secret_) return true;
+        if (!source_(code, cred_, result_.client_error)) {
+            result_.log_message = "no usable password for user \"" + user_ + "\"";
             return false;
         }
-        have_password_ = true;
+        have_secret_ = true;
         return true;
+    }
+
+    bool need_password(int32_t code) {
+        if (!need_secret(code)) return false;
+        if (cred_.password) return true;
+        return fail("the database server asks for a password, but only a SCRAM verifier is known for user \"" +
+                        user_ + "\" (set the server to scram-sha-256)", true);
     }
 
     bool on_sasl_start(proto::Reader& r, std::string& reply) {
@@ -91,8 +101,14 @@ private:
         for (std::string_view mech = r.cstr(); r.ok() && !mech.empty(); mech = r.cstr())
             offered = offered || mech == "SCRAM-SHA-256";
         if (!offered) return fail("backend offers no SASL mechanism splitpool supports", true);
-        if (!need_password()) return false;
-        scram_ = std::make_unique<auth::ScramClient>(auth::ScramClient::with_password(password_));
+        if (!need_secret(kAuthSasl)) return false;
+        if (cred_.password)
+            scram_ = std::make_unique<auth::ScramClient>(auth::ScramClient::with_password(*cred_.password));
+        else if (cred_.client_key)
+            scram_ = std::make_unique<auth::ScramClient>(
+                auth::ScramClient::with_client_key(*cred_.client_key, cred_.server_key));
+        else
+            return fail("no password or SCRAM key for user \"" + user_ + "\"", true);
         std::string first = scram_->client_first();
         proto::Writer(reply).begin('p').cstr("SCRAM-SHA-256").i32(int32_t(first.size())).bytes(first).finish();
         return true;
@@ -113,14 +129,37 @@ private:
         return true;
     }
 
-    BackendConn& conn_;
     const PasswordSource& source_;
     LoginResult& result_;
     std::string user_;
-    std::string password_;
-    bool have_password_ = false;
+    Credential cred_;
+    bool have_secret_ = false;
     std::unique_ptr<auth::ScramClient> scram_;
 };
+
+// SSLRequest toward the node: 'S' starts TLS, 'N' continues in plain text unless TLS is required.
+bool negotiate_tls(BackendConn& conn, const BackendAddress& address, io::Deadline deadline, Login& login) {
+    std::string request;
+    proto::Writer(request).begin_untyped().i32(proto::kSslRequestCode).finish();
+    if (io::write_all(conn.stream(), request, deadline) != io::IoStatus::Ok ||
+        io::read_more(conn.stream(), conn.in, deadline) != io::IoStatus::Ok)
+        return login.fail("could not negotiate TLS with the backend", true);
+    char answer = conn.in.data()[0];
+    conn.in.consume(1);
+    if (answer == 'N') {
+        if (address.tls_required) return login.fail("the backend does not support TLS (backend_sslmode requires it)", true);
+        return true;
+    }
+    if (answer != 'S' || !conn.in.empty()) return login.fail("unexpected answer to SSLRequest from the backend", true);
+    conn.ssl = SSL_new(address.tls);
+    std::string error;
+    if (!conn.ssl || SSL_set_fd(conn.ssl, conn.fd) != 1 ||
+        !io::prepare_client_ssl(conn.ssl, io::SslMode(address.ssl_mode), address.host, &error))
+        return login.fail("TLS setup toward the backend failed: " + error, true);
+    if (io::tls_handshake(conn.ssl, false, deadline) != io::IoStatus::Ok)
+        return login.fail("TLS handshake with the backend failed: " + io::tls_error_string(), true);
+    return true;
+}
 
 }  // namespace
 
@@ -128,8 +167,11 @@ BackendConn::~BackendConn() {
     if (fd >= 0) {
         // Terminate lets the server end the session cleanly instead of logging an EOF.
         static const char kTerminate[] = {'X', 0, 0, 0, 4};
-        ssize_t ignored = ::write(fd, kTerminate, sizeof kTerminate);
-        (void)ignored;
+        stream().write_some(kTerminate, sizeof kTerminate);
+        if (ssl) {
+            SSL_shutdown(ssl);
+            SSL_free(ssl);
+        }
         ::close(fd);
     }
 }
@@ -153,7 +195,7 @@ LoginResult backend_login(const BackendAddress& address, const proto::StartupMes
     auto conn = std::make_unique<BackendConn>();
     conn->node = address.node;
     conn->created_ms = io::now_ms();
-    Login login(*conn, password_source, result);
+    Login login(password_source, result);
     login.set_user(startup.user());
     std::string error;
     conn->fd = io::connect_to(address.host, address.port, address.connect_timeout_ms, &error);
@@ -161,16 +203,17 @@ LoginResult backend_login(const BackendAddress& address, const proto::StartupMes
         login.fail(error, true);
         return result;
     }
+    if (address.tls && !negotiate_tls(*conn, address, deadline, login)) return result;
     std::string out;
     proto::put_startup(out, startup);
     for (;;) {
-        if (!out.empty() && io::write_all(conn->fd, out, deadline) != io::IoStatus::Ok) {
+        if (!out.empty() && io::write_all(conn->stream(), out, deadline) != io::IoStatus::Ok) {
             login.fail("could not send to backend", true);
             return result;
         }
         out.clear();
         proto::Frame f;
-        io::IoStatus st = io::read_frame(conn->fd, conn->in, f, kMaxLoginMessage, deadline);
+        io::IoStatus st = io::read_frame(conn->stream(), conn->in, f, kMaxLoginMessage, deadline);
         if (st != io::IoStatus::Ok) {
             login.fail(st == io::IoStatus::Timeout ? "timeout while logging in to backend"
                                                    : "backend closed the connection during login", true);
@@ -208,12 +251,12 @@ bool run_reset_queries(BackendConn& conn, const std::vector<std::string>& querie
     if (queries.empty()) return conn.tx_status == 'I';
     std::string out;
     for (const auto& q : queries) proto::put_query(out, q);
-    if (io::write_all(conn.fd, out, deadline) != io::IoStatus::Ok) return false;
+    if (io::write_all(conn.stream(), out, deadline) != io::IoStatus::Ok) return false;
     size_t pending = queries.size();
     bool failed = false;
     while (pending > 0) {
         proto::Frame f;
-        if (io::read_frame(conn.fd, conn.in, f, proto::kMaxMessageLength, deadline) != io::IoStatus::Ok) return false;
+        if (io::read_frame(conn.stream(), conn.in, f, proto::kMaxMessageLength, deadline) != io::IoStatus::Ok) return false;
         if (f.type == 'Z') {
             --pending;
             conn.tx_status = f.body_size() ? f.body[0] : 'I';
@@ -235,12 +278,12 @@ std::optional<std::vector<std::string>> run_side_query(BackendConn& conn, const 
     if (conn.tx_status != 'I' || !conn.in.empty()) return std::nullopt;
     std::string out;
     proto::put_query(out, sql);
-    if (io::write_all(conn.fd, out, deadline) != io::IoStatus::Ok) return std::nullopt;
+    if (io::write_all(conn.stream(), out, deadline) != io::IoStatus::Ok) return std::nullopt;
     std::vector<std::string> rows;
     bool failed = false;
     for (;;) {
         proto::Frame f;
-        if (io::read_frame(conn.fd, conn.in, f, proto::kMaxMessageLength, deadline) != io::IoStatus::Ok)
+        if (io::read_frame(conn.stream(), conn.in, f, proto::kMaxMessageLength, deadline) != io::IoStatus::Ok)
             return std::nullopt;
         if (f.type == 'D') {
             proto::Reader r(f.body, f.body_size());

@@ -8,6 +8,7 @@
 #include <utility>
 #include <vector>
 
+#include "daemon/auth/scram_client.hpp"
 #include "daemon/io/buffer.hpp"
 #include "daemon/io/conn.hpp"
 #include "daemon/proto/startup.hpp"
@@ -19,11 +20,14 @@ using ParamList = std::vector<std::pair<std::string, std::string>>;
 struct BackendConn {
     int node = -1;
     int fd = -1;
+    SSL* ssl = nullptr;     // TLS session toward the node, when negotiated
     int32_t pid = 0;        // from BackendKeyData: identifies and cancels this connection's work
     uint32_t secret = 0;
     char tx_status = 'I';   // from the last ReadyForQuery
     int64_t created_ms = 0;
     io::Buffer in;          // bytes read from the node, not yet relayed
+
+    io::Stream stream() const { return {fd, ssl}; }
 
     BackendConn() = default;
     BackendConn(const BackendConn&) = delete;
@@ -31,22 +35,34 @@ struct BackendConn {
     ~BackendConn();
 };
 
-// Where to connect and how long to wait.
+// Where to connect, how long to wait, and whether to ask for TLS.
 struct BackendAddress {
     int node = 0;
     std::string host;
     int port = 0;
     int connect_timeout_ms = 10000;
+    SSL_CTX* tls = nullptr;       // null: never ask for TLS
+    bool tls_required = false;    // require / verify-ca / verify-full: refuse a node without TLS
+    int ssl_mode = 0;             // io::SslMode, for host-name verification
 };
 
-// Called when the node asks for a password. Fills `password` and returns true, or returns false
-// after putting the ErrorResponse for the client into `client_error`.
-using PasswordSource = std::function<bool(std::string& password, std::string& client_error)>;
+// What splitpool logs in to PostgreSQL with.
+struct Credential {
+    std::optional<std::string> password;           // clear text
+    std::optional<auth::Sha256Digest> client_key;  // recovered from the client's SCRAM proof
+    std::optional<auth::Sha256Digest> server_key;  // from the same verifier, to check the server
+    bool verified = false;                         // splitpool itself checked the client's secret
+};
+
+// Called when the node asks for a secret (auth_code 3 clear text, 5 md5, 10 SASL). Fills `cred` and
+// returns true, or returns false after putting the client's ErrorResponse into `client_error`.
+using PasswordSource = std::function<bool(int32_t auth_code, Credential& cred, std::string& client_error)>;
 
 struct LoginResult {
     std::unique_ptr<BackendConn> conn;  // set on success
     ParamList params;                   // ParameterStatus values the node reported
     bool used_password = false;         // the node asked for a password (the client must give one on reuse)
+    int32_t auth_code = 0;              // what the node asked for: 0 trust, 3, 5 or 10
     std::string client_error;           // ErrorResponse bytes for the client on failure
     std::string log_message;            // why it failed, for the log (never contains a password)
 };

@@ -18,6 +18,7 @@ struct BackendSet {
     std::vector<std::unique_ptr<BackendConn>> nodes;
     ParamList params;                   // the primary's ParameterStatus, replayed to a reusing client
     bool needs_password = false;        // some node asked for a password: a reusing client must give it
+    int32_t auth_code = 0;              // what the primary asked for (3, 5, 10): the reusing client's method
     std::string password_digest;        // salted digest of that password, never the password itself
     int64_t last_used_ms = 0;
 

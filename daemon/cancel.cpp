@@ -30,7 +30,7 @@ int forward_cancel(const Config& config, const shm::StatusTable& table, int32_t 
         }
         std::string packet;
         proto::put_cancel_request(packet, backend_pid, child.backend[node].secret.load());
-        if (io::write_all(fd, packet, io::deadline_after_ms(config.connect_timeout)) == io::IoStatus::Ok) ++sent;
+        if (io::write_all(io::Stream{fd}, packet, io::deadline_after_ms(config.connect_timeout)) == io::IoStatus::Ok) ++sent;
         close(fd);
     }
     PROXY_LOG(Debug1, "forwarded cancel request for pid %d to %d node(s)", pid, sent);

@@ -14,6 +14,7 @@
 #include "daemon/backend_pool.hpp"
 #include "daemon/dispatcher.hpp"
 #include "daemon/io/conn.hpp"
+#include "daemon/io/tls.hpp"
 #include "daemon/log.hpp"
 #include "daemon/session.hpp"
 #include "daemon/supervisor.hpp"
@@ -60,6 +61,7 @@ public:
         : config_(std::move(config)), table_(table), slot_(slot), pool_(config_.max_pool),
           classifications_(size_t(config_.classification_cache_size)) {
         apply_policy();
+        load_auth();
         watchers_.resize(listen_fds.size());
         for (size_t i = 0; i < listen_fds.size(); ++i) {
             ev_io_init(&watchers_[i], on_listen, listen_fds[i], EV_READ);
@@ -114,6 +116,33 @@ private:
         ev_timer_stop(g_loop, &tick_);
     }
 
+    // pool_hba.conf, pool_passwd, the key and the TLS contexts. A broken new certificate keeps
+    // the previous context, so a bad reload never takes TLS away from clients.
+    void load_auth() {
+        std::vector<std::string> problems;
+        auth_files_ = load_auth_files(config_, config_.hba_file, config_.key_file, problems);
+        for (const auto& p : problems) PROXY_LOG(Warning, "%s", p.c_str());
+        if (!config_.ssl) {
+            tls_server_.reset();
+            tls_backend_.reset();
+            return;
+        }
+        io::TlsServerSettings server{config_.ssl_cert, config_.ssl_key, config_.ssl_ca_cert, config_.ssl_ca_cert_dir,
+                                     config_.ssl_crl_file, config_.ssl_ciphers, config_.ssl_prefer_server_ciphers,
+                                     config_.ssl_ecdh_curve, config_.ssl_dh_params_file, config_.ssl_passphrase_command,
+                                     config_.ssl_min_protocol_version, config_.ssl_max_protocol_version};
+        io::TlsContextResult made = io::make_server_context(server);
+        if (made) tls_server_ = std::move(made.ctx);
+        else PROXY_LOG(Warning, "TLS for clients not (re)configured: %s", made.error.c_str());
+        io::TlsClientSettings client;
+        client.mode = io::parse_ssl_mode(config_.backend_sslmode).value_or(io::SslMode::Prefer);
+        client.ca_cert = config_.ssl_ca_cert;
+        client.ca_cert_dir = config_.ssl_ca_cert_dir;
+        io::TlsContextResult backend = io::make_client_context(client);
+        if (backend) tls_backend_ = std::move(backend.ctx);
+        else PROXY_LOG(Warning, "TLS toward backends not (re)configured: %s", backend.error.c_str());
+    }
+
     // The parent validated the routing settings; a failure here keeps the previous policy.
     void apply_policy() {
         RoutingPolicy fresh;
@@ -132,7 +161,8 @@ private:
         bool too_many = config_.reserved_connections > 0 &&
                         active > config_.num_init_children - config_.reserved_connections;
         SessionContext ctx{config_, table_,         slot_,        pool_,         g_loop, &g_fast_stop,
-                           digest_salt_, too_many, classifications_, catalog_,     primary_only_, policy_};
+                           digest_salt_, too_many, classifications_, catalog_,     primary_only_, policy_,
+                           auth_files_,  tls_server_.get(), tls_backend_.get()};
         serve_client(ctx, fd);
         header.active_clients.fetch_sub(1);
         ++served_;
@@ -151,12 +181,15 @@ private:
         LoadResult result = load_config(config_.config_file);
         if (!result.config) return;
         Config fresh = std::move(*result.config);
-        // Sizes fixed at start stay as they are until a restart.
+        // Sizes fixed at start stay as they are until a restart; command-line paths stay too.
         fresh.num_init_children = config_.num_init_children;
+        fresh.hba_file = config_.hba_file;
+        fresh.key_file = config_.key_file;
         fresh.reserved_connections = config_.reserved_connections;
         fresh.max_pool = config_.max_pool;
         config_ = std::move(fresh);
         apply_policy();
+        load_auth();
         log_configure(log_options_for(config_, false));
     }
 
@@ -168,6 +201,9 @@ private:
     CatalogCache catalog_;
     std::set<std::string> primary_only_;
     RoutingPolicy policy_;
+    AuthFiles auth_files_;
+    io::SslCtxPtr tls_server_;
+    io::SslCtxPtr tls_backend_;
     std::vector<ev_io> watchers_;
     ev_timer tick_;
     std::string digest_salt_;

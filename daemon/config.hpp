@@ -32,6 +32,10 @@ struct BackendConfig {
 struct Config {
     std::string config_file;   // absolute path of the file this came from
     std::string config_dir;    // its folder: relative paths in the file are resolved against it
+    // From the command line, not the file: -a (default <config_dir>/pool_hba.conf), -k (default
+    // $PGPOOLKEYFILE, then ~/.pgpoolkey: empty here).
+    std::string hba_file;
+    std::string key_file;
 
     // connections
     std::vector<std::string> listen_addresses{"localhost"};
@@ -80,6 +84,18 @@ struct Config {
     bool enable_pool_hba = false;
     bool allow_clear_text_frontend_auth = false;
     std::string pool_passwd = "pool_passwd";  // resolved to an absolute path; "" = none
+
+    // TLS (paths resolved against the config folder)
+    bool ssl = false;
+    std::string ssl_cert, ssl_key, ssl_ca_cert, ssl_ca_cert_dir, ssl_crl_file;
+    std::string ssl_ciphers = "HIGH:MEDIUM:+3DES:!aNULL";
+    bool ssl_prefer_server_ciphers = false;
+    std::string ssl_ecdh_curve = "prime256v1";
+    std::string ssl_dh_params_file;
+    std::string ssl_passphrase_command;
+    std::string ssl_min_protocol_version = "TLSv1.2";
+    std::string ssl_max_protocol_version;
+    std::string backend_sslmode = "prefer";  // beyond pgpool: disable | prefer | require | verify-ca | verify-full
 
     // health and failover: accepted for compatibility with pgpool files
     int sr_check_period = 10;          // seconds

@@ -105,6 +105,8 @@ bool start_log_file(const Config& config, std::string* error) {
 
 int start(Config config, const Options& options) {
     if (options.debug) config.log_min_messages = LogLevel::Debug1;
+    config.hba_file = options.hba_file.empty() ? config.config_dir + "/pool_hba.conf" : options.hba_file;
+    config.key_file = options.key_file;
     log_configure(log_options_for(config, options.debug));
     if (auto pid = read_pid_file(config.pid_file_name)) {
         if (process_alive(*pid) && *pid != getpid())

@@ -28,9 +28,9 @@ bool must_inspect(char type) {
 }
 
 // Writes as much as the socket takes; false on a broken socket.
-bool write_some(int fd, std::string& out) {
+bool write_some(io::Stream s, std::string& out) {
     while (!out.empty()) {
-        ssize_t n = ::write(fd, out.data(), out.size());
+        ssize_t n = s.write_some(out.data(), out.size());
         if (n > 0) {
             out.erase(0, size_t(n));
             continue;
@@ -44,8 +44,8 @@ bool write_some(int fd, std::string& out) {
 }  // namespace
 
 Relay::Relay(RelayContext& ctx) : ctx_(ctx), nodes_(ctx.set.nodes.size()) {
-    ev_io_init(&client_read_, on_client_read, ctx.client_fd, EV_READ);
-    ev_io_init(&client_write_, on_client_write, ctx.client_fd, EV_WRITE);
+    ev_io_init(&client_read_, on_client_read, ctx.client.fd, EV_READ);
+    ev_io_init(&client_write_, on_client_write, ctx.client.fd, EV_WRITE);
     client_read_.data = client_write_.data = this;
     ev_timer_init(&idle_timer_, on_idle_timeout, 0., 0.);
     idle_timer_.data = this;
@@ -118,14 +118,17 @@ Relay::NodeIo* Relay::node_io(int node) {
 void Relay::on_client_read(struct ev_loop*, ev_io* w, int) { static_cast<Relay*>(w->data)->read_client(); }
 
 void Relay::read_client() {
-    char* dst = client_in_.prepare(kReadChunk);
-    ssize_t n = ::read(ctx_.client_fd, dst, client_in_.space());
-    if (n <= 0) {
-        if (n < 0 && (errno == EAGAIN || errno == EINTR || errno == EWOULDBLOCK)) return;
-        finish(RelayEnd::ClientClosed);
-        return;
-    }
-    client_in_.commit(size_t(n));
+    // TLS may hold decrypted bytes the socket no longer signals: read until the session is empty.
+    do {
+        char* dst = client_in_.prepare(kReadChunk);
+        ssize_t n = ctx_.client.read_some(dst, client_in_.space());
+        if (n <= 0) {
+            if (n < 0 && (errno == EAGAIN || errno == EINTR || errno == EWOULDBLOCK)) break;
+            finish(RelayEnd::ClientClosed);
+            return;
+        }
+        client_in_.commit(size_t(n));
+    } while (ctx_.client.pending());
     ev_timer_stop(ctx_.loop, &idle_timer_);
     if (!process_client_input()) return;
     for (NodeIo& node : nodes_)
@@ -257,7 +260,7 @@ bool Relay::queue_to_node(int node, const char* data, size_t size) {
 
 bool Relay::flush_node(NodeIo& n) {
     BackendConn* c = ctx_.set.conn(n.node);
-    if (!write_some(c->fd, n.out)) {
+    if (!write_some(c->stream(), n.out)) {
         fail_client(proto::sqlstate::kConnectionFailure,
                     "lost connection to database node " + std::to_string(n.node));
         finish(RelayEnd::BackendFailed);
@@ -271,7 +274,7 @@ bool Relay::flush_node(NodeIo& n) {
 }
 
 bool Relay::flush_client() {
-    if (!write_some(ctx_.client_fd, client_out_)) {
+    if (!write_some(ctx_.client, client_out_)) {
         client_out_.clear();
         finish(RelayEnd::ClientClosed);
         return false;
@@ -319,18 +322,22 @@ void Relay::on_node_read(struct ev_loop*, ev_io* w, int) {
 
 void Relay::read_node(NodeIo& n) {
     BackendConn* c = ctx_.set.conn(n.node);
-    char* dst = c->in.prepare(kReadChunk);
-    ssize_t got = ::read(c->fd, dst, c->in.space());
-    if (got <= 0) {
-        if (got < 0 && (errno == EAGAIN || errno == EINTR || errno == EWOULDBLOCK)) return;
+    ssize_t got;
+    do {  // TLS may hold decrypted bytes the socket no longer signals
+        char* dst = c->in.prepare(kReadChunk);
+        got = c->stream().read_some(dst, c->in.space());
+        if (got > 0) c->in.commit(size_t(got));
+    } while (got > 0 && c->stream().pending());
+    bool closed = got == 0 || (got < 0 && errno != EAGAIN && errno != EINTR && errno != EWOULDBLOCK);
+    // What the node said before closing (often a FATAL) still reaches the client.
+    if (!process_node_input(n)) return;
+    if (closed) {
         PROXY_LOG(Warning, "lost connection to database node %d (backend pid %d)", n.node, c->pid);
         fail_client(proto::sqlstate::kConnectionFailure,
                     "server closed the connection unexpectedly (database node " + std::to_string(n.node) + ")");
         finish(RelayEnd::BackendFailed);
         return;
     }
-    c->in.commit(size_t(got));
-    if (!process_node_input(n)) return;
     if (idle() && !client_in_.empty()) {  // input held back while nodes were answering
         if (!process_client_input()) return;
         for (NodeIo& node : nodes_)

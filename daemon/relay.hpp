@@ -13,6 +13,7 @@
 #include "daemon/config.hpp"
 #include "daemon/dispatcher.hpp"
 #include "daemon/io/buffer.hpp"
+#include "daemon/io/conn.hpp"
 #include "shm/status_table.hpp"
 
 namespace splitpool::daemon {
@@ -28,7 +29,7 @@ enum class RelayEnd {
 
 struct RelayContext {
     struct ev_loop* loop;
-    int client_fd;
+    io::Stream client;
     BackendSet& set;
     const Config& config;
     shm::StatusTable& table;

@@ -3,12 +3,14 @@
 #include "daemon/session.hpp"
 
 #include <openssl/rand.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <ctime>
 
 #include "daemon/cancel.hpp"
 #include "daemon/io/conn.hpp"
+#include "daemon/io/tls.hpp"
 #include "daemon/log.hpp"
 #include "daemon/proto/frame.hpp"
 #include "daemon/proto/writer.hpp"
@@ -26,19 +28,31 @@ int primary_node(const SessionContext& ctx) {
 
 class Session {
 public:
-    Session(SessionContext& ctx, int fd) : ctx_(ctx), fd_(fd), peer_(io::peer_address(fd)) {
+    Session(SessionContext& ctx, int fd) : ctx_(ctx), client_{fd, nullptr}, peer_(io::peer_address(fd)) {
         deadline_ = io::deadline_after_ms(ctx.config.authentication_timeout > 0
                                               ? int64_t(ctx.config.authentication_timeout) * 1000
                                               : int64_t(1) << 40);
     }
+
+    ~Session() {
+        if (client_.ssl) {
+            SSL_shutdown(client_.ssl);
+            SSL_free(client_.ssl);
+        }
+    }
+    Session(const Session&) = delete;
+    Session& operator=(const Session&) = delete;
 
     void run();
 
 private:
     enum class Startup { Session, Cancel, Closed };
     Startup read_startup();
+    bool start_tls();
     bool authenticate();
-    bool get_password(std::string& password, std::string& client_error);
+    bool authenticate_by_hba();
+    bool reauthenticate_for_pooled_set();
+    bool provide_credential(int32_t auth_code, Credential& cred, std::string& client_error);
     bool connect_node(int node, std::string& client_error);
     void send_greeting();
     void publish_backend_keys();
@@ -46,14 +60,16 @@ private:
     void send_fatal(std::string_view code, const std::string& message, std::string_view detail = {});
 
     SessionContext& ctx_;
-    int fd_;
+    io::Stream client_;
     std::string peer_;
     io::Deadline deadline_;
     io::Buffer in_;
     proto::StartupMessage startup_;
     std::unique_ptr<BackendSet> set_;
-    std::string password_;        // the client's clear-text password, kept only for this session
-    bool have_password_ = false;
+    Credential cred_;             // what this session logs in to PostgreSQL with (never logged)
+    bool have_cred_ = false;
+    bool client_verified_ = false;  // pool_hba (or a pooled set's re-check) already authenticated the client
+    bool must_be_judged_by_backend_ = false;  // hba "password" without a pool_passwd entry
     int32_t client_pid_ = 0;
     uint32_t client_secret_ = 0;
 };
@@ -61,7 +77,7 @@ private:
 void Session::send_fatal(std::string_view code, const std::string& message, std::string_view detail) {
     std::string out;
     proto::put_error(out, "FATAL", code, message, detail);
-    io::write_all(fd_, out, io::deadline_after_ms(1000));
+    io::write_all(client_, out, io::deadline_after_ms(1000));
 }
 
 // Reads packets until a StartupMessage: SSL and GSS encryption requests are declined with 'N'
@@ -71,15 +87,20 @@ Session::Startup Session::read_startup() {
         uint32_t length = 0;
         proto::FrameStatus st;
         while ((st = proto::parse_startup_frame(in_.data(), in_.size(), length)) == proto::FrameStatus::NeedMore)
-            if (io::read_more(fd_, in_, deadline_, ctx_.fast_shutdown) != io::IoStatus::Ok) return Startup::Closed;
+            if (io::read_more(client_, in_, deadline_, ctx_.fast_shutdown) != io::IoStatus::Ok) return Startup::Closed;
         if (st == proto::FrameStatus::Malformed) {
             send_fatal(proto::sqlstate::kProtocolViolation, "invalid length of startup packet");
             return Startup::Closed;
         }
         int32_t code = static_cast<int32_t>(proto::read_u32(in_.data() + 4));
+        if (code == proto::kSslRequestCode && ctx_.tls_server && !client_.ssl) {
+            in_.consume(length);
+            if (!start_tls()) return Startup::Closed;
+            continue;
+        }
         if (code == proto::kSslRequestCode || code == proto::kGssEncRequestCode) {
             in_.consume(length);
-            if (io::write_all(fd_, "N", 1, deadline_) != io::IoStatus::Ok) return Startup::Closed;
+            if (io::write_all(client_, "N", 1, deadline_) != io::IoStatus::Ok) return Startup::Closed;
             continue;
         }
         if (code == proto::kCancelRequestCode && length == 16) {
@@ -97,41 +118,72 @@ Session::Startup Session::read_startup() {
     }
 }
 
-// Asks the client for its password in clear text, once per session, when a node needs one.
-bool Session::get_password(std::string& password, std::string& client_error) {
-    if (have_password_) {
-        password = password_;
+// 'S', then the TLS handshake. Bytes the client sent after its SSLRequest and before the handshake
+// would be plaintext smuggled into the encrypted session: refused, as PostgreSQL does.
+bool Session::start_tls() {
+    if (!in_.empty()) {
+        send_fatal(proto::sqlstate::kProtocolViolation, "received unencrypted data after SSL request");
+        return false;
+    }
+    if (io::write_all(client_, "S", 1, deadline_) != io::IoStatus::Ok) return false;
+    SSL* ssl = SSL_new(ctx_.tls_server);
+    if (!ssl || SSL_set_fd(ssl, client_.fd) != 1) {
+        SSL_free(ssl);
+        return false;
+    }
+    client_.ssl = ssl;
+    if (io::tls_handshake(ssl, true, deadline_, ctx_.fast_shutdown) != io::IoStatus::Ok) {
+        PROXY_LOG(Log, "TLS handshake with %s failed: %s", peer_.c_str(), io::tls_error_string().c_str());
+        return false;
+    }
+    return true;
+}
+
+// The secret for a node that asks for one. A pool_passwd entry comes first (pgpool's order), then
+// the client's clear-text password when allowed or when the node itself asks for clear text. With
+// pool_hba off and an entry, the client proves it knows the secret with the node's own method.
+bool Session::provide_credential(int32_t auth_code, Credential& cred, std::string& client_error) {
+    if (have_cred_) {
+        cred = cred_;
         return true;
     }
-    if (!ctx_.config.allow_clear_text_frontend_auth) {
+    ClientAuth auth(client_, in_, deadline_, ctx_.fast_shutdown, startup_.user(), ctx_.auth_files);
+    bool ok;
+    if (!client_verified_ && auth.entry() && !ctx_.config.allow_clear_text_frontend_auth)
+        ok = auth.run_method(auth_code == 5 ? auth::HbaMethod::Md5
+                             : auth_code == 10 ? auth::HbaMethod::ScramSha256 : auth::HbaMethod::Password,
+                             cred_, client_error);
+    else if (client_verified_ && auth.entry())
+        ok = (cred_.password = auth::plaintext(*auth.entry(), ctx_.auth_files.key)).has_value() ||
+             cred_.client_key.has_value() || cred_.password.has_value();
+    else if (!cred_.password && (ctx_.config.allow_clear_text_frontend_auth || auth_code == 3))
+        ok = auth.ask_cleartext(cred_, client_error);
+    else
+        ok = cred_.password.has_value() || cred_.client_key.has_value();
+    if (!ok && client_error.empty())
         proto::put_error(client_error, "FATAL", proto::sqlstate::kInvalidAuthorization,
                          "clear text password authentication failed",
                          "unable to get the password for user: \"" + startup_.user() + "\"",
-                         "the database server asks for a password: set allow_clear_text_frontend_auth = on");
-        return false;
-    }
-    std::string request;
-    proto::put_auth_request(request, 3);
-    proto::Frame f;
-    if (io::write_all(fd_, request, deadline_) != io::IoStatus::Ok ||
-        io::read_frame(fd_, in_, f, kMaxPasswordMessage, deadline_, ctx_.fast_shutdown) != io::IoStatus::Ok ||
-        f.type != 'p') {
-        proto::put_error(client_error, "FATAL", proto::sqlstate::kProtocolViolation,
-                         "expected password response");
-        return false;
-    }
-    proto::Reader r(f.body, f.body_size());
-    password_ = std::string(r.cstr());
-    in_.consume(f.size());
-    have_password_ = true;
-    password = password_;
+                         "the database server asks for a password: add the user to pool_passwd or set "
+                         "allow_clear_text_frontend_auth = on");
+    if (!ok) return false;
+    have_cred_ = true;
+    cred = cred_;
     return true;
 }
 
 bool Session::connect_node(int node, std::string& client_error) {
     const BackendConfig& b = ctx_.config.backends[node];
     BackendAddress address{node, b.hostname, b.port, ctx_.config.connect_timeout};
-    PasswordSource source = [this](std::string& pw, std::string& err) { return get_password(pw, err); };
+    if (ctx_.tls_backend) {
+        auto mode = io::parse_ssl_mode(ctx_.config.backend_sslmode).value_or(io::SslMode::Prefer);
+        address.tls = mode == io::SslMode::Disable ? nullptr : ctx_.tls_backend;
+        address.tls_required = !io::ssl_mode_allows_plaintext(mode);
+        address.ssl_mode = int(mode);
+    }
+    PasswordSource source = [this](int32_t code, Credential& cred, std::string& err) {
+        return provide_credential(code, cred, err);
+    };
     LoginResult result = backend_login(address, startup_, source, deadline_);
     if (!result.conn) {
         PROXY_LOG(Log, "login to node %d failed for user \"%s\" database \"%s\" from %s: %s", node,
@@ -144,7 +196,8 @@ bool Session::connect_node(int node, std::string& client_error) {
     if (node == primary_node(ctx_)) set_->params = std::move(result.params);
     if (result.used_password) {
         set_->needs_password = true;
-        set_->password_digest = password_digest(password_, ctx_.digest_salt);
+        set_->auth_code = result.auth_code;
+        if (cred_.password) set_->password_digest = password_digest(*cred_.password, ctx_.digest_salt);
     }
     ctx_.table.child(ctx_.child_slot).backend[node].secret.store(result.conn->secret);
     ctx_.table.child(ctx_.child_slot).backend[node].pid.store(result.conn->pid);
@@ -152,19 +205,66 @@ bool Session::connect_node(int node, std::string& client_error) {
     return true;
 }
 
-// A pooled set is reused only after the client proves the password it was built with; a client
-// with another password gets a fresh login, so PostgreSQL stays the judge of passwords.
+// pool_hba.conf decides the method; the client is authenticated before any backend is touched.
+bool Session::authenticate_by_hba() {
+    sockaddr_storage addr{};
+    socklen_t len = sizeof addr;
+    getpeername(client_.fd, reinterpret_cast<sockaddr*>(&addr), &len);
+    auth::ConnType type = addr.ss_family == AF_UNIX ? auth::ConnType::Local : auth::ConnType::Tcp;
+    const auth::HbaRule* rule = ctx_.auth_files.hba
+        ? auth::match(*ctx_.auth_files.hba, type, client_.ssl != nullptr, reinterpret_cast<sockaddr*>(&addr),
+                      startup_.database(), startup_.user())
+        : nullptr;
+    std::string error;
+    if (!rule || rule->method == auth::HbaMethod::Reject) {
+        std::string host = addr.ss_family == AF_UNIX ? "[local]" : peer_.substr(0, peer_.rfind(':'));
+        PROXY_LOG(Log, "pool_hba.conf %s user \"%s\" database \"%s\" from %s",
+                  rule ? ("line " + std::to_string(rule->line) + " rejects").c_str() : "has no entry for",
+                  startup_.user().c_str(), startup_.database().c_str(), peer_.c_str());
+        proto::put_error(error, "FATAL", proto::sqlstate::kInvalidAuthorization, "client authentication failed",
+                         "no pool_hba.conf entry for host \"" + host + "\", user \"" + startup_.user() +
+                             "\", database \"" + startup_.database() + "\", SSL " + (client_.ssl ? "on" : "off"),
+                         "see pgpool log for details");
+        io::write_all(client_, error, deadline_);
+        return false;
+    }
+    ClientAuth auth(client_, in_, deadline_, ctx_.fast_shutdown, startup_.user(), ctx_.auth_files);
+    if (!auth.run_method(rule->method, cred_, error)) {
+        PROXY_LOG(Log, "authentication failed for user \"%s\" from %s (pool_hba.conf line %d)",
+                  startup_.user().c_str(), peer_.c_str(), rule->line);
+        io::write_all(client_, error, deadline_);
+        return false;
+    }
+    client_verified_ = rule->method != auth::HbaMethod::Password || cred_.verified || rule->method == auth::HbaMethod::Trust;
+    // A password splitpool could not check itself must be checked by PostgreSQL.
+    must_be_judged_by_backend_ = rule->method == auth::HbaMethod::Password && !cred_.verified;
+    have_cred_ = cred_.password || cred_.client_key;
+    return true;
+}
+
+// A pooled set is reused only after the client proves the secret it was built with, by the method
+// the primary asked for; a client with another password gets a fresh login, so PostgreSQL stays
+// the judge of passwords it alone knows.
+bool Session::reauthenticate_for_pooled_set() {
+    if (client_verified_ || !set_->needs_password) return true;
+    Credential cred;
+    std::string error;
+    if (!provide_credential(set_->auth_code, cred, error)) {
+        io::write_all(client_, error, deadline_);
+        return false;
+    }
+    if (cred_.verified) return true;
+    if (!cred_.password || password_digest(*cred_.password, ctx_.digest_salt) != set_->password_digest)
+        set_.reset();
+    return true;
+}
+
 bool Session::authenticate() {
+    if (ctx_.config.enable_pool_hba && !authenticate_by_hba()) return false;
     set_ = ctx_.pool.take(startup_.pool_key());
     if (set_ && !set_->usable()) set_.reset();  // the server ended a pooled connection meanwhile
-    if (set_ && set_->needs_password) {
-        std::string error;
-        if (!get_password(password_, error)) {
-            io::write_all(fd_, error, deadline_);
-            return false;
-        }
-        if (password_digest(password_, ctx_.digest_salt) != set_->password_digest) set_.reset();
-    }
+    if (set_ && must_be_judged_by_backend_) set_.reset();
+    if (set_ && !reauthenticate_for_pooled_set()) return false;
     if (set_) return true;
     set_ = std::make_unique<BackendSet>();
     set_->key = startup_.pool_key();
@@ -172,7 +272,15 @@ bool Session::authenticate() {
     set_->nodes.resize(ctx_.config.backends.size());
     std::string error;
     if (!connect_node(primary_node(ctx_), error)) {
-        io::write_all(fd_, error, deadline_);
+        io::write_all(client_, error, deadline_);
+        return false;
+    }
+    if (must_be_judged_by_backend_ && !set_->needs_password) {
+        proto::put_error(error, "FATAL", proto::sqlstate::kInvalidPassword,
+                         "password authentication failed for user \"" + startup_.user() + "\"",
+                         "pool_passwd has no entry for the user and the database server did not check the password");
+        io::write_all(client_, error, deadline_);
+        set_.reset();
         return false;
     }
     return true;
@@ -203,7 +311,7 @@ void Session::send_greeting() {
     for (const auto& [k, v] : set_->params) proto::put_parameter_status(out, k, v);
     proto::put_backend_key_data(out, client_pid_, client_secret_);
     proto::put_ready_for_query(out, primary ? primary->tx_status : 'I');
-    io::write_all(fd_, out, deadline_);
+    io::write_all(client_, out, deadline_);
 }
 
 void Session::end_session(Relay* relay, RelayEnd end) {
@@ -255,7 +363,7 @@ void Session::run() {
     Dispatcher dispatcher({ctx_.config, ctx_.policy, ctx_.classifications, ctx_.catalog, ctx_.table, ctx_.primary_only,
                            side_query},
                           startup_.database(), startup_.user(), startup_.application_name());
-    RelayContext rc{ctx_.loop, fd_, *set_, ctx_.config, ctx_.table, ctx_.child_slot, primary_node(ctx_),
+    RelayContext rc{ctx_.loop, client_, *set_, ctx_.config, ctx_.table, ctx_.child_slot, primary_node(ctx_),
                     ctx_.fast_shutdown, dispatcher,
                     [this](int node, std::string& err) { return connect_node(node, err); }};
     RelayEnd end;

@@ -10,6 +10,7 @@
 
 #include "daemon/backend_pool.hpp"
 #include "daemon/catalog_cache.hpp"
+#include "daemon/client_auth.hpp"
 #include "daemon/config.hpp"
 #include "daemon/proto/startup.hpp"
 #include "daemon/router.hpp"
@@ -33,6 +34,9 @@ struct SessionContext {
     CatalogCache& catalog;
     std::set<std::string>& primary_only;   // statements a standby refused
     const RoutingPolicy& policy;
+    const AuthFiles& auth_files;
+    SSL_CTX* tls_server;                   // null: SSLRequest is answered 'N'
+    SSL_CTX* tls_backend;                  // null: backends are not asked for TLS
 };
 
 // Serves the client on `client_fd` to the end and closes it. Never throws.

@@ -14,6 +14,7 @@
 
 #include "daemon/io/conn.hpp"
 #include "daemon/log.hpp"
+#include "pcp/report.hpp"
 
 namespace splitpool::pcp {
 namespace {
@@ -21,9 +22,6 @@ namespace {
 using shm::ChildState;
 using shm::NodeRole;
 using shm::NodeStatus;
-
-constexpr int kRolePrimary = 2;   // pgpool's SERVER_ROLE: main, replica, primary, standby
-constexpr int kRoleStandby = 3;
 
 std::string fmt(const char* format, ...) __attribute__((format(printf, 1, 2)));
 std::string fmt(const char* format, ...) {
@@ -39,52 +37,8 @@ NodeStatus node_status(const CommandContext& ctx, int id) {
     return static_cast<NodeStatus>(ctx.table.node(id).status.load());
 }
 
-// pgpool's VALID_BACKEND in streaming replication: up, or up but not yet connected to.
-bool node_valid(const CommandContext& ctx, int id) {
-    NodeStatus s = node_status(ctx, id);
-    return s == NodeStatus::Up || s == NodeStatus::Waiting;
-}
-
-const char* status_name(NodeStatus s) {
-    switch (s) {
-    case NodeStatus::Unused: return "unused";
-    case NodeStatus::Waiting: return "waiting";
-    case NodeStatus::Up: return "up";
-    case NodeStatus::Down: return "down";
-    }
-    return "unknown";
-}
-
-bool is_primary(const CommandContext& ctx, int id) { return ctx.table.header().primary_node.load() == id; }
-
-// Weights are normalized over all configured nodes and scaled by RAND_MAX, as pgpool keeps them.
-double normalized_weight(const CommandContext& ctx, int id) {
-    double total = 0;
-    for (int i = 0; i < ctx.table.num_nodes(); ++i) total += ctx.table.node(i).weight.load();
-    return total > 0 ? ctx.table.node(id).weight.load() / total : 0.0;
-}
-
-// pgpool pings the node with libpq when health checks are on; a TCP connect is our equivalent.
-std::string backend_status_probe(const CommandContext& ctx, int id) {
-    if (ctx.config.health_check_period <= 0) return "unknown";
-    shm::NodeText text = ctx.table.node_text(id);
-    std::string error;
-    int timeout = ctx.config.connect_timeout > 0 ? ctx.config.connect_timeout : 10000;
-    int fd = io::connect_to(text.hostname, text.port, timeout, &error);
-    if (fd < 0) return "down";
-    close(fd);
-    return "up";
-}
-
-// The role the nodes report; filled by the streaming-replication check, unknown when it is off.
-std::string backend_role(const CommandContext& ctx, int id) {
-    if (ctx.config.sr_check_period <= 0) return "unknown";
-    switch (static_cast<NodeRole>(ctx.table.node(id).role.load())) {
-    case NodeRole::Primary: return "primary";
-    case NodeRole::Standby: return "standby";
-    default: return "unknown";
-    }
-}
+bool node_valid(const CommandContext& ctx, int id) { return pcp::node_valid(ctx.table, id); }
+bool is_primary(const CommandContext& ctx, int id) { return is_primary_node(ctx.table, id); }
 
 std::string complete(char type) { return encode_strings(type, {kCommandComplete}); }
 
@@ -100,10 +54,12 @@ std::string node_info_packet(const CommandContext& ctx, int id) {
     int64_t delay = n.replication_delay.load();
     // pgpool 4.3's NodeInfo: 12 strings, in this order.
     return encode_strings('i', {"NodeInfo", text.hostname, std::to_string(text.port),
-                                std::to_string(int(n.status.load())), "0", backend_status_probe(ctx, id),
-                                fmt("%f", normalized_weight(ctx, id) * kRandMax),
+                                std::to_string(int(n.status.load())), "0",
+                                probe_backend_status(ctx.config, ctx.table, id),
+                                fmt("%f", normalized_weight(ctx.table, id) * kRandMax),
                                 std::to_string(is_primary(ctx, id) ? kRolePrimary : kRoleStandby),
-                                backend_role(ctx, id), fmt("%" PRIu64, uint64_t(delay > 0 ? delay : 0)), "", "",
+                                reported_backend_role(ctx.config, ctx.table, id),
+                                fmt("%" PRIu64, uint64_t(delay > 0 ? delay : 0)), "", "",
                                 fmt("%" PRId64, n.status_changed_at.load())});
 }
 
@@ -128,15 +84,8 @@ Reply health_check_stats(const CommandContext& ctx, const std::string& arg) {
     if (id == count)
         return error_reply("informing health check stats info failed",
                            fmt("stats data for node ID %d does not exist", id));
-    shm::NodeText text = ctx.table.node_text(id);
-    const shm::NodeSlot& n = ctx.table.node(id);
-    // Retries, durations and timestamps are not recorded yet: pgpool's values for "never".
-    std::vector<std::string> fields = {
-        std::string(kCommandComplete), std::to_string(id), text.hostname, std::to_string(text.port),
-        status_name(node_status(ctx, id)), is_primary(ctx, id) ? "primary" : "standby",
-        format_timestamp(n.status_changed_at.load()), std::to_string(n.health_check_total.load()),
-        std::to_string(n.health_check_success.load()), std::to_string(n.health_check_fail.load()),
-        std::to_string(n.health_check_skip.load()), "0", "0.000000", "0", "0", "0", "0.000000", "", "", "", ""};
+    std::vector<std::string> fields = health_check_fields(ctx.table, id);
+    fields.insert(fields.begin(), std::string(kCommandComplete));
     return {encode_strings('h', fields)};
 }
 
@@ -155,35 +104,9 @@ Reply process_count(const CommandContext& ctx) {
     return {encode_strings('n', fields)};
 }
 
-const char* child_status_text(ChildState s) {
-    switch (s) {
-    case ChildState::WaitingForClient: return "Wait for connection";
-    case ChildState::Authenticating: return "Connecting";
-    case ChildState::Idle: return "Idle";
-    case ChildState::Active: return "Execute command";
-    case ChildState::IdleInTransaction: return "Idle in transaction";
-    default: return "";
-    }
-}
-
-std::string time_or_empty(int64_t t) { return t > 0 ? format_timestamp(t) : ""; }
-
-// One row per (child, node): pgpool's POOL_REPORT_POOLS with one pool slot per child.
 std::string process_info_packet(const CommandContext& ctx, int slot, int node) {
-    const shm::ChildSlot& c = ctx.table.child(slot);
-    shm::ChildText text = ctx.table.child_text(slot);
-    auto state = static_cast<ChildState>(c.state.load());
-    bool in_session = state != ChildState::WaitingForClient && state != ChildState::Gone;
-    int32_t backend_pid = c.backend[node].pid.load();
-    bool connected = backend_pid != 0;
-    int64_t since = c.client_connected_at.load();
-    std::vector<std::string> f = {
-        "ProcessInfo", std::to_string(c.pid.load()), time_or_empty(c.started_at.load()),
-        std::to_string(c.sessions_served.load()), "0", std::to_string(node),
-        in_session ? text.database : "", in_session ? text.user : "",
-        connected ? time_or_empty(since) : "", in_session ? time_or_empty(since) : "", "", "0",
-        connected ? "3" : "0", "0", connected ? std::to_string(c.sessions_served.load()) : "0",
-        std::to_string(backend_pid), connected ? "1" : "0", child_status_text(state)};
+    std::vector<std::string> f = pool_slot_fields(ctx.table, slot, node);
+    f.insert(f.begin(), "ProcessInfo");
     return encode_strings('p', f);
 }
 
@@ -206,27 +129,10 @@ Reply process_info(const CommandContext& ctx, const std::string& arg) {
 
 // ---- pool status --------------------------------------------------------------------------------
 
-std::string flag_names(unsigned flags) {
-    std::string out = (flags & daemon::kFlagDisallowToFailover) ? "DISALLOW_TO_FAILOVER" : "ALLOW_TO_FAILOVER";
-    if (flags & daemon::kFlagAlwaysPrimary) out += "|ALWAYS_PRIMARY";
-    return out;
-}
-
 Reply pool_status(const CommandContext& ctx) {
     std::vector<std::string> rows;
-    auto row = [&](std::string_view name, const std::string& value, std::string_view desc) {
-        rows.push_back(encode_strings('b', {"ProcessConfig", name, value, desc}));
-    };
-    for (const daemon::KeyInfo& key : daemon::config_keys())
-        row(key.name, daemon::config_value_string(ctx.config, key.name), key.description);
-    for (int i = 0; i < ctx.table.num_nodes(); ++i) {
-        shm::NodeText text = ctx.table.node_text(i);
-        row(fmt("backend_hostname%d", i), text.hostname, fmt("backend #%d hostname", i));
-        row(fmt("backend_port%d", i), std::to_string(text.port), fmt("backend #%d port number", i));
-        row(fmt("backend_weight%d", i), fmt("%f", normalized_weight(ctx, i)), fmt("weight of backend #%d", i));
-        row(fmt("backend_status%d", i), status_name(node_status(ctx, i)), fmt("status of backend #%d", i));
-        row(fmt("backend_flag%d", i), flag_names(ctx.table.node(i).flags.load()), fmt("backend #%d flag", i));
-    }
+    for (const ConfigItem& item : pool_status_items(ctx.config, ctx.table))
+        rows.push_back(encode_strings('b', {"ProcessConfig", item.name, item.value, item.description}));
     // ArraySize carries a binary int32 here, unlike every other reply.
     std::string count(4, '\0');
     uint32_t n = uint32_t(rows.size());
@@ -376,15 +282,6 @@ Reply fatal_reply(std::string message, std::string detail) {
     Reply r{encode_error({"FATAL", std::move(message), std::move(detail)})};
     r.close = true;
     return r;
-}
-
-std::string format_timestamp(int64_t unix_seconds) {
-    time_t t = time_t(unix_seconds);
-    tm local{};
-    localtime_r(&t, &local);
-    char buf[32];
-    strftime(buf, sizeof buf, "%Y-%m-%d %H:%M:%S", &local);
-    return buf;
 }
 
 Reply handle_command(const CommandContext& ctx, const Packet& request) {

@@ -6,6 +6,7 @@
 #include <string>
 
 #include "daemon/config.hpp"
+#include "pcp/report.hpp"
 #include "pcp/wire.hpp"
 #include "shm/status_table.hpp"
 
@@ -30,8 +31,5 @@ Reply handle_command(const CommandContext& ctx, const Packet& request);
 // ERROR and FATAL replies, with pgpool's texts.
 Reply error_reply(std::string message, std::string detail);
 Reply fatal_reply(std::string message, std::string detail);
-
-// "%Y-%m-%d %H:%M:%S" in local time, as pgpool formats its timestamps.
-std::string format_timestamp(int64_t unix_seconds);
 
 }  // namespace splitpool::pcp

@@ -102,7 +102,7 @@ std::string salted_response(std::string_view password_md5_hex, std::string_view 
 io::IoStatus read_packet(int fd, io::Buffer& buf, Packet& out, uint32_t max_length, io::Deadline deadline,
                          const volatile int* interrupted) {
     proto::Frame frame;
-    io::IoStatus st = io::read_frame(fd, buf, frame, max_length, deadline, interrupted);
+    io::IoStatus st = io::read_frame(io::Stream{fd}, buf, frame, max_length, deadline, interrupted);
     if (st != io::IoStatus::Ok) return st;
     out.type = frame.type;
     out.body.assign(frame.body, frame.body_size());
@@ -111,7 +111,7 @@ io::IoStatus read_packet(int fd, io::Buffer& buf, Packet& out, uint32_t max_leng
 }
 
 io::IoStatus write_packet_bytes(int fd, std::string_view bytes, io::Deadline deadline) {
-    return io::write_all(fd, bytes.data(), bytes.size(), deadline);
+    return io::write_all(io::Stream{fd}, bytes.data(), bytes.size(), deadline);
 }
 
 }  // namespace splitpool::pcp

@@ -10,9 +10,11 @@
 #include <poll.h>
 #include <sys/socket.h>
 #include <sys/un.h>
+#include <openssl/err.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <climits>
 #include <cstring>
 #include <ctime>
 
@@ -110,10 +112,47 @@ int connect_to(const std::string& host, int port, int timeout_ms, std::string* e
     return fd;
 }
 
-IoStatus read_more(int fd, Buffer& buf, Deadline deadline, const volatile int* interrupted) {
+ssize_t Stream::read_some(char* buf, size_t n) const {
+    if (!ssl) return ::read(fd, buf, n);
+    ERR_clear_error();
+    int r = SSL_read(ssl, buf, int(n > INT32_MAX ? INT32_MAX : n));
+    if (r > 0) return r;
+    int err = SSL_get_error(ssl, r);
+    if (err == SSL_ERROR_WANT_READ || err == SSL_ERROR_WANT_WRITE) {
+        errno = EAGAIN;
+        return -1;
+    }
+    if (err == SSL_ERROR_ZERO_RETURN) return 0;
+    errno = ECONNRESET;
+    return -1;
+}
+
+ssize_t Stream::write_some(const char* buf, size_t n) const {
+    if (!ssl) return ::send(fd, buf, n, MSG_NOSIGNAL);
+    ERR_clear_error();
+    int r = SSL_write(ssl, buf, int(n > INT32_MAX ? INT32_MAX : n));
+    if (r > 0) return r;
+    int err = SSL_get_error(ssl, r);
+    errno = (err == SSL_ERROR_WANT_READ || err == SSL_ERROR_WANT_WRITE) ? EAGAIN : EPIPE;
+    return -1;
+}
+
+IoStatus tls_handshake(SSL* ssl, bool server_side, Deadline deadline, const volatile int* interrupted) {
+    for (;;) {
+        ERR_clear_error();
+        int r = server_side ? SSL_accept(ssl) : SSL_connect(ssl);
+        if (r == 1) return IoStatus::Ok;
+        int err = SSL_get_error(ssl, r);
+        if (err != SSL_ERROR_WANT_READ && err != SSL_ERROR_WANT_WRITE) return IoStatus::Error;
+        IoStatus st = wait_for(SSL_get_fd(ssl), err == SSL_ERROR_WANT_READ ? POLLIN : POLLOUT, deadline, interrupted);
+        if (st != IoStatus::Ok) return st;
+    }
+}
+
+IoStatus read_more(Stream s, Buffer& buf, Deadline deadline, const volatile int* interrupted) {
     for (;;) {
         char* dst = buf.prepare(16384);
-        ssize_t n = ::read(fd, dst, buf.space());
+        ssize_t n = s.read_some(dst, buf.space());
         if (n > 0) {
             buf.commit(size_t(n));
             return IoStatus::Ok;
@@ -121,14 +160,14 @@ IoStatus read_more(int fd, Buffer& buf, Deadline deadline, const volatile int* i
         if (n == 0) return IoStatus::Closed;
         if (errno == EINTR) continue;
         if (errno != EAGAIN && errno != EWOULDBLOCK) return IoStatus::Error;
-        IoStatus st = wait_for(fd, POLLIN, deadline, interrupted);
+        IoStatus st = wait_for(s.fd, POLLIN, deadline, interrupted);
         if (st != IoStatus::Ok) return st;
     }
 }
 
-IoStatus write_all(int fd, const char* data, size_t size, Deadline deadline) {
+IoStatus write_all(Stream s, const char* data, size_t size, Deadline deadline) {
     while (size > 0) {
-        ssize_t n = ::send(fd, data, size, MSG_NOSIGNAL);
+        ssize_t n = s.write_some(data, size);
         if (n > 0) {
             data += n;
             size -= size_t(n);
@@ -136,13 +175,13 @@ IoStatus write_all(int fd, const char* data, size_t size, Deadline deadline) {
         }
         if (n < 0 && errno == EINTR) continue;
         if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK) return IoStatus::Error;
-        IoStatus st = wait_for(fd, POLLOUT, deadline, nullptr);
+        IoStatus st = wait_for(s.fd, POLLOUT, deadline, nullptr);
         if (st != IoStatus::Ok) return st;
     }
     return IoStatus::Ok;
 }
 
-IoStatus read_frame(int fd, Buffer& buf, proto::Frame& frame, uint32_t max_length, Deadline deadline,
+IoStatus read_frame(Stream s, Buffer& buf, proto::Frame& frame, uint32_t max_length, Deadline deadline,
                     const volatile int* interrupted) {
     for (;;) {
         switch (proto::parse_frame(buf.data(), buf.size(), frame, max_length)) {
@@ -150,7 +189,7 @@ IoStatus read_frame(int fd, Buffer& buf, proto::Frame& frame, uint32_t max_lengt
         case proto::FrameStatus::Malformed: return IoStatus::Error;
         case proto::FrameStatus::NeedMore: break;
         }
-        IoStatus st = read_more(fd, buf, deadline, interrupted);
+        IoStatus st = read_more(s, buf, deadline, interrupted);
         if (st != IoStatus::Ok) return st;
     }
 }

@@ -1,0 +1,61 @@
+// Authenticating the client: the exchanges splitpool runs itself (clear text, md5, SCRAM-SHA-256
+// with channel binding, certificate), checked against pool_passwd, and the credential that results
+// for logging in to PostgreSQL.
+#pragma once
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "daemon/auth/hba.hpp"
+#include "daemon/auth/pool_passwd.hpp"
+#include "daemon/auth/scram_client.hpp"
+#include "daemon/backend.hpp"
+#include "daemon/config.hpp"
+#include "daemon/io/conn.hpp"
+
+namespace splitpool::daemon {
+
+// pool_hba.conf, pool_passwd and the AES key, loaded by each child at start and on reload.
+struct AuthFiles {
+    std::optional<auth::HbaFile> hba;          // set when enable_pool_hba
+    std::optional<auth::PoolPasswd> passwd;    // set when pool_passwd names a readable file
+    std::optional<std::string> key;            // .pgpoolkey text, for AES entries
+};
+
+// Loads what the config asks for; problems (file:line messages, permission warnings) are returned,
+// and a file that fails to load is left unset, which makes the methods needing it refuse clients.
+AuthFiles load_auth_files(const Config& config, const std::string& hba_path, const std::string& key_path,
+                          std::vector<std::string>& problems);
+
+// One session's exchanges with its client, blocking and bounded by the session's deadline.
+class ClientAuth {
+public:
+    ClientAuth(io::Stream client, io::Buffer& in, io::Deadline deadline, const volatile int* interrupted,
+               std::string user, const AuthFiles& files);
+
+    // Runs a pool_hba method. False after putting the client's ErrorResponse into `error`.
+    bool run_method(auth::HbaMethod method, Credential& cred, std::string& error);
+    // Asks for the password in clear text and keeps it (pass-through: PostgreSQL will judge it).
+    bool ask_cleartext(Credential& cred, std::string& error);
+    // The entry pool_passwd has for this user, or null.
+    const auth::PasswordEntry* entry() const;
+
+private:
+    bool password_method(Credential& cred, std::string& error);
+    bool md5_method(Credential& cred, std::string& error);
+    bool scram_method(Credential& cred, std::string& error);
+    bool cert_method(std::string& error);
+    bool read_response(std::string& payload, std::string& error);
+    bool send(const std::string& bytes, std::string& error);
+    void fail(std::string& error, std::string_view code, const std::string& message, const std::string& detail);
+
+    io::Stream client_;
+    io::Buffer& in_;
+    io::Deadline deadline_;
+    const volatile int* interrupted_;
+    std::string user_;
+    const AuthFiles& files_;
+};
+
+}  // namespace splitpool::daemon

@@ -229,8 +229,27 @@ bool Relay::ensure_connected(int node) {
     return true;
 }
 
+// log_per_node_statement / notice_per_node_statement: every statement with the node that runs it.
+void Relay::report_statements(const Send& send) {
+    bool log = ctx_.config.log_per_node_statement, notice = ctx_.config.notice_per_node_statement;
+    if (!log && !notice) return;
+    int32_t pid = ctx_.set.conn(send.node) ? ctx_.set.conn(send.node)->pid : 0;
+    for (size_t at = 0; at < send.bytes.size();) {
+        proto::Frame f;
+        if (proto::parse_frame(send.bytes.data() + at, send.bytes.size() - at, f) != proto::FrameStatus::Ok) break;
+        at += f.size();
+        if (f.type != 'Q' && f.type != 'P') continue;
+        proto::Reader r(f.body, f.body_size());
+        if (f.type == 'P') r.cstr();  // statement name
+        std::string text = "DB node id: " + std::to_string(send.node) + " statement: " + std::string(r.cstr());
+        if (log) PROXY_LOG(Log, "%s (backend pid %d)", text.c_str(), pid);
+        if (notice && send.delivery == Delivery::Forward) proto::put_error(client_out_, "NOTICE", "00000", text, {}, {}, 'N');
+    }
+}
+
 bool Relay::execute(Send& send) {
     if (!ensure_connected(send.node)) return false;
+    report_statements(send);
     NodeIo& n = nodes_[size_t(send.node)];
     if (!n.units.empty() && n.units.back().ready_left == 0) {
         // continues a Flush-ended batch: the same unit, now closed by this batch's Sync

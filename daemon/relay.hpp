@@ -88,6 +88,7 @@ private:
     Step handle_client_message(char type, const char* data, size_t size);
     bool ensure_connected(int node);
     bool execute(Send& send);
+    void report_statements(const Send& send);
     bool idle() const;
     std::vector<NodeView> node_views() const;
     Delivery delivery_for(NodeIo& n) const;

@@ -4,6 +4,7 @@
 
 #include <ev.h>
 #include <openssl/rand.h>
+#include <sys/epoll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -62,13 +63,15 @@ public:
           classifications_(size_t(config_.classification_cache_size)) {
         apply_policy();
         load_auth();
-        watchers_.resize(listen_fds.size());
-        for (size_t i = 0; i < listen_fds.size(); ++i) {
-            ev_io_init(&watchers_[i], on_listen, listen_fds[i], EV_READ);
-            watchers_[i].data = this;
+        // EPOLLEXCLUSIVE wakes one idle child per arriving client instead of all of them; libev
+        // cannot ask for it, so the idle wait has its own epoll set.
+        epoll_fd_ = epoll_create1(EPOLL_CLOEXEC);
+        for (int fd : listen_fds) {
+            epoll_event ev{};
+            ev.events = EPOLLIN | EPOLLEXCLUSIVE;
+            ev.data.fd = fd;
+            epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, fd, &ev);
         }
-        ev_timer_init(&tick_, on_tick, 1., 1.);
-        tick_.data = this;
         unsigned char salt[16];
         RAND_bytes(salt, sizeof salt);
         digest_salt_.assign(reinterpret_cast<char*>(salt), sizeof salt);
@@ -87,33 +90,37 @@ public:
     }
 
 private:
-    static void on_listen(struct ev_loop* loop, ev_io* w, int) {
-        auto* self = static_cast<Child*>(w->data);
-        int fd = accept4(w->fd, nullptr, nullptr, SOCK_CLOEXEC);
-        if (fd < 0) return;  // another child won the race (EAGAIN), or a transient error
-        self->accepted_fd_ = fd;
-        ev_break(loop, EVBREAK_ALL);
-    }
-
-    static void on_tick(struct ev_loop* loop, ev_timer* w, int) {
-        auto* self = static_cast<Child*>(w->data);
+    // Once a second while idle: expire cached connections, retire a worn-out child.
+    void tick() {
         int64_t now = io::now_ms();
-        self->pool_.expire(now, self->config_.connection_life_time);
+        pool_.expire(now, config_.connection_life_time);
         // child_life_time only retires children that served someone, as pgpool does.
-        int life = self->config_.child_life_time;
-        if (life > 0 && self->served_ > 0 && now - self->idle_since_ms_ >= int64_t(life) * 1000) {
+        int life = config_.child_life_time;
+        if (life > 0 && served_ > 0 && now - idle_since_ms_ >= int64_t(life) * 1000) {
             PROXY_LOG(Debug1, "child_life_time of %d s reached: exiting", life);
-            self->worn_out_ = true;
-            ev_break(loop, EVBREAK_ALL);
+            worn_out_ = true;
         }
     }
 
+    // Signals interrupt epoll_wait (no SA_RESTART); the 1 s timeout bounds a signal that lands just
+    // before the wait.
     void wait_for_client() {
-        for (auto& w : watchers_) ev_io_start(g_loop, &w);
-        ev_timer_again(g_loop, &tick_);
-        if (!g_smart_stop && !g_fast_stop && !g_reload) ev_run(g_loop, 0);
-        for (auto& w : watchers_) ev_io_stop(g_loop, &w);
-        ev_timer_stop(g_loop, &tick_);
+        epoll_event events[8];
+        int64_t next_tick = io::now_ms() + 1000;
+        while (!g_smart_stop && !g_fast_stop && !g_reload && !worn_out_) {
+            int n = epoll_wait(epoll_fd_, events, 8, 1000);
+            for (int i = 0; i < n; ++i) {
+                int fd = accept4(events[i].data.fd, nullptr, nullptr, SOCK_CLOEXEC);
+                if (fd >= 0) {  // EAGAIN: another child won the race
+                    accepted_fd_ = fd;
+                    return;
+                }
+            }
+            if (io::now_ms() >= next_tick) {
+                tick();
+                next_tick = io::now_ms() + 1000;
+            }
+        }
     }
 
     // pool_hba.conf, pool_passwd, the key and the TLS contexts. A broken new certificate keeps
@@ -204,8 +211,7 @@ private:
     AuthFiles auth_files_;
     io::SslCtxPtr tls_server_;
     io::SslCtxPtr tls_backend_;
-    std::vector<ev_io> watchers_;
-    ev_timer tick_;
+    int epoll_fd_ = -1;
     std::string digest_salt_;
     int accepted_fd_ = -1;
     int served_ = 0;

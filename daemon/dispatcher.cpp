@@ -240,6 +240,7 @@ void Dispatcher::plan_query(std::string_view sql, const char* msg, size_t size, 
     }
     if (failed_node(nodes) >= 0) node = failed_node(nodes);
     add_send(node, Delivery::Forward, std::move(bytes), nodes, plan);
+    plan.sends.back().counts_as_select = cls.kind == Kind::Read;
     if (balanced && !plan.sends.empty()) {
         plan.sends.back().retryable = true;
         plan.sends.back().retry_key = key_;
@@ -286,7 +287,9 @@ void Dispatcher::plan_batch(bool sync, const std::vector<NodeView>& nodes, Plan&
                 st.parse_bytes.assign(m, len);
                 st.home = node;
                 st.nodes = 0;
+                st.read = cls.kind == Kind::Read;
                 note_session_state(cls, q, node);
+                batch_reads_ = batch_reads_ || cls.kind == Kind::Read;
             } else if (type == 'B' || type == 'D' || type == 'C') {
                 Names n = names_of(type, m, len);
                 bool portal = (type == 'D' || type == 'C') && n.what == 'P';
@@ -297,6 +300,7 @@ void Dispatcher::plan_batch(bool sync, const std::vector<NodeView>& nodes, Plan&
                 } else {
                     auto it = statements_.find(std::string(stmt));
                     node = it != statements_.end() ? it->second.home : -1;
+                    if (type == 'B' && it != statements_.end()) batch_reads_ = batch_reads_ || it->second.read;
                 }
             } else if (type == 'E') {
                 auto it = portals_.find(std::string(names_of(type, m, len).first));
@@ -340,12 +344,14 @@ void Dispatcher::plan_batch(bool sync, const std::vector<NodeView>& nodes, Plan&
             add_send(target, Delivery::Swallow, std::move(reparse), nodes, plan);
         }
         add_send(target, Delivery::Forward, batch_, nodes, plan, sync ? 1 : 0);
+        plan.sends.back().counts_as_select = batch_reads_;
         if (balanced && sync && pinned_node_ < 0 && reparse.empty()) {
             plan.sends.back().retryable = true;
             plan.sends.back().retry_key = key_;
         }
     }
     pinned_node_ = sync ? -1 : target;
+    batch_reads_ = false;
     batch_.clear();
     batch_msgs_.clear();
 }

@@ -26,6 +26,7 @@ struct Send {
     std::string bytes;
     int ready_count = 1;      // ReadyForQuery messages that close it (0: a Flush-ended batch)
     bool retryable = false;   // balanced read outside a transaction: may be redone on the primary
+    bool counts_as_select = false;  // a read: counted in the node's select_cnt (pgpool's SHOW POOL_NODES)
     std::string retry_key;    // cache key remembered when a retry happens
 };
 
@@ -81,6 +82,7 @@ private:
         std::string parse_bytes;   // the Parse message, to re-parse on another node
         uint64_t nodes = 0;        // bit per node (nodes < 64) where it exists
         int home = -1;             // node it was parsed for
+        bool read = false;         // a plain read (select_cnt)
     };
 
     void plan_query(std::string_view sql, const char* msg, size_t size, const std::vector<NodeView>& nodes, Plan& plan);
@@ -114,6 +116,7 @@ private:
     std::string batch_;
     std::vector<std::pair<char, size_t>> batch_msgs_;  // type, offset into batch_
     int pinned_node_ = -1;                             // a Flush-ended batch continues on this node
+    bool batch_reads_ = false;                         // the batch parses a read
 };
 
 }  // namespace splitpool::daemon

@@ -266,7 +266,7 @@ bool Relay::execute(Send& send) {
         n.units.push_back(std::move(u));
     }
     n.out += send.bytes;
-    if (send.delivery == Delivery::Forward && send.node < shm::kMaxNodes)
+    if (send.counts_as_select && send.node < shm::kMaxNodes)
         ctx_.table.node(send.node).select_count.fetch_add(1, std::memory_order_relaxed);
     return true;
 }

@@ -39,6 +39,8 @@ LIB_SRCS := \
 	daemon/session.cpp \
 	daemon/relay.cpp \
 	daemon/dispatcher.cpp \
+	daemon/admin_sql.cpp \
+	daemon/metrics.cpp \
 	daemon/router.cpp \
 	daemon/balancer.cpp \
 	daemon/backend.cpp \
@@ -90,6 +92,8 @@ UNIT_SRCS := \
 	test/unit/router_test.cpp \
 	test/unit/pcp_wire_test.cpp \
 	test/unit/pcp_conf_test.cpp \
+	test/unit/admin_sql_test.cpp \
+	test/unit/metrics_test.cpp \
 	test/unit/hba_test.cpp \
 	test/unit/pool_passwd_test.cpp \
 	test/unit/scram_server_test.cpp \

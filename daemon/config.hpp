@@ -116,6 +116,10 @@ struct Config {
     bool log_disconnections = false;
     bool log_statement = false;
     bool log_per_node_statement = false;
+
+    // metrics (beyond pgpool): the Prometheus endpoint; no addresses = off
+    std::vector<std::string> metrics_listen_addresses;
+    int metrics_port = 9719;
 };
 
 // Reload policy of a key, as pgpool's "start" / "reload" contexts.

@@ -423,6 +423,11 @@ const std::vector<Section>& sections() {
                   &C::log_per_node_statement),
           boolean({"notice_per_node_statement", "off", R, "send the client a NOTICE naming each statement's node"},
                   &C::notice_per_node_statement)}},
+        {"Metrics",
+         {list({"metrics_listen_addresses", "", S,
+                "addresses of the Prometheus endpoint http://ADDRESS:metrics_port/metrics ('' = off, '*' = all)"},
+               &C::metrics_listen_addresses),
+          integer({"metrics_port", "9719", S, "TCP port of the Prometheus endpoint"}, &C::metrics_port, 1, 65535)}},
     };
     return table;
 }

@@ -203,8 +203,21 @@ void Dispatcher::note_fan_out(const Classification& cls) {
     last_multi_ = false;
 }
 
+// The status a ReadyForQuery answered by splitpool carries: the primary's, or 'E' when any node failed.
+char Dispatcher::client_status(const std::vector<NodeView>& nodes) const {
+    if (failed_node(nodes) >= 0) return 'E';
+    const NodeView& p = nodes[size_t(primary_)];
+    return p.connected ? p.tx_status : 'I';
+}
+
 void Dispatcher::plan_query(std::string_view sql, const char* msg, size_t size, const std::vector<NodeView>& nodes,
                             Plan& plan) {
+    if (is_admin_command(sql)) {  // SHOW POOL_*, PGPOOL SHOW/SET/RESET: answered here, never forwarded
+        admin_.load_balance_node = route_state_.load_balance_node;
+        plan.client_reply = answer_admin_command(sql, ctx_.config, ctx_.table, admin_, false);
+        proto::put_ready_for_query(plan.client_reply, client_status(nodes));
+        return;
+    }
     const Classification& cls = ctx_.cache.lookup_or_classify(sql);
     std::string bytes(msg, size);
     if (cls.splitpool_setting) {
@@ -251,7 +264,66 @@ void Dispatcher::plan_query(std::string_view sql, const char* msg, size_t size, 
 // An extended-protocol batch runs on one node: the primary when any statement in it needs the
 // primary, else where its first statement lives. Statements parsed on another node are parsed
 // again on the target first, so a transaction that became writing keeps its prepared statements.
+// A batch whose statements are all splitpool's own commands is answered message by message, as a
+// server would: ParseComplete, BindComplete, descriptions, rows, ReadyForQuery at Sync.
+bool Dispatcher::answer_admin_batch(bool sync, const std::vector<NodeView>& nodes, Plan& plan) {
+    if (pinned_node_ >= 0 || batch_msgs_.empty()) return false;
+    std::set<std::string> statements, portals;  // admin names known so far, this batch included
+    for (const auto& [name, sql] : admin_statements_) statements.insert(name);
+    for (const auto& [name, sql] : admin_portals_) portals.insert(name);
+    for (auto [type, off] : batch_msgs_) {
+        const char* m = batch_.data() + off;
+        size_t len = proto::read_u32(m + 1) + 1;
+        proto::Reader r(m + 5, len - 5);
+        if (type == 'P') {
+            std::string name(r.cstr());
+            if (!is_admin_command(r.cstr())) return false;
+            statements.insert(name);
+        } else if (type == 'B') {
+            std::string portal(r.cstr());
+            if (!statements.count(std::string(r.cstr()))) return false;
+            portals.insert(portal);
+        } else if (type == 'E' || type == 'D' || type == 'C') {
+            char what = type == 'E' ? 'P' : char(r.byte());
+            std::string name(r.cstr());
+            if (!(what == 'S' ? statements.count(name) : portals.count(name))) return false;
+        }
+    }
+    admin_.load_balance_node = route_state_.load_balance_node;
+    std::string& out = plan.client_reply;
+    for (auto [type, off] : batch_msgs_) {
+        const char* m = batch_.data() + off;
+        proto::Reader r(m + 5, proto::read_u32(m + 1) - 4);
+        if (type == 'P') {
+            std::string name(r.cstr());
+            admin_statements_[name] = std::string(r.cstr());
+            proto::Writer(out).begin('1').finish();
+        } else if (type == 'B') {
+            std::string portal(r.cstr());
+            admin_portals_[portal] = admin_statements_[std::string(r.cstr())];
+            proto::Writer(out).begin('2').finish();
+        } else if (type == 'D') {
+            char what = char(r.byte());
+            std::string name(r.cstr());
+            const std::string& sql = what == 'S' ? admin_statements_[name] : admin_portals_[name];
+            if (what == 'S') out += admin_parameter_description();
+            out += admin_row_description(sql, ctx_.config, ctx_.table, admin_);
+        } else if (type == 'E') {
+            out += admin_data_rows(admin_portals_[std::string(r.cstr())], ctx_.config, ctx_.table, admin_);
+        } else if (type == 'C') {
+            char what = char(r.byte());
+            (what == 'S' ? admin_statements_ : admin_portals_).erase(std::string(r.cstr()));
+            proto::Writer(out).begin('3').finish();
+        }
+    }
+    if (sync) proto::put_ready_for_query(out, client_status(nodes));
+    batch_.clear();
+    batch_msgs_.clear();
+    return true;
+}
+
 void Dispatcher::plan_batch(bool sync, const std::vector<NodeView>& nodes, Plan& plan) {
+    if (answer_admin_batch(sync, nodes, plan)) return;
     int target = pinned_node_;
     bool balanced = false;
     bool fan = false;

@@ -9,6 +9,7 @@
 #include <string_view>
 #include <vector>
 
+#include "daemon/admin_sql.hpp"
 #include "daemon/catalog_cache.hpp"
 #include "daemon/config.hpp"
 #include "daemon/router.hpp"
@@ -87,6 +88,8 @@ private:
 
     void plan_query(std::string_view sql, const char* msg, size_t size, const std::vector<NodeView>& nodes, Plan& plan);
     void plan_batch(bool sync, const std::vector<NodeView>& nodes, Plan& plan);
+    bool answer_admin_batch(bool sync, const std::vector<NodeView>& nodes, Plan& plan);
+    char client_status(const std::vector<NodeView>& nodes) const;
     int target_for(const parser::Classification& cls, std::string_view sql, const std::vector<NodeView>& nodes,
                    bool& balanced);
     void fan_out(const parser::Classification& cls, const std::string& bytes, const std::vector<NodeView>& nodes,
@@ -111,6 +114,9 @@ private:
     std::map<std::string, int> portals_;
     std::map<std::string, int> sql_prepared_;      // SQL PREPARE name -> node
     std::map<std::string, int> cursors_;           // DECLARE name -> node
+    AdminSession admin_;                           // PGPOOL SET overlay, for SHOW/PGPOOL answers
+    std::map<std::string, std::string> admin_statements_;  // extended-protocol statements splitpool answers
+    std::map<std::string, std::string> admin_portals_;
 
     // The extended-protocol batch being collected until Sync or Flush.
     std::string batch_;

@@ -16,6 +16,7 @@
 #include "daemon/log.hpp"
 #include "daemon/pidfile.hpp"
 #include "daemon/supervisor.hpp"
+#include "daemon/metrics.hpp"
 #include "pcp/server.hpp"
 #include "shm/status_table.hpp"
 
@@ -126,6 +127,11 @@ int start(Config config, const Options& options) {
         close_listeners(listeners, true);
         return fail(error);
     }
+    if (!open_metrics_listeners(config, pcp.metrics_fds, &error)) {
+        close_listeners(listeners, true);
+        for (int fd : pcp.listen_fds) close(fd);
+        return fail(error);
+    }
     // Blocked before any fork: the parent takes them with sigtimedwait, children unblock their own.
     sigset_t set;
     sigemptyset(&set);
@@ -155,6 +161,7 @@ int start(Config config, const Options& options) {
     int rc = supervisor.run();
     close_listeners(listeners, true);
     for (int fd : pcp.listen_fds) close(fd);
+    for (int fd : pcp.metrics_fds) close(fd);
     if (!pcp_socket.empty()) unlink(pcp_socket.c_str());
     shm::Segment::remove(table->name());
     unlink(pid_file.c_str());

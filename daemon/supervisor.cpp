@@ -12,6 +12,7 @@
 
 #include "daemon/child.hpp"
 #include "daemon/io/conn.hpp"
+#include "daemon/metrics.hpp"
 #include "pcp/server.hpp"
 
 namespace splitpool::daemon {
@@ -84,6 +85,21 @@ void Supervisor::spawn_pcp() {
     pcp_pid_ = pid;
 }
 
+void Supervisor::spawn_metrics() {
+    if (pcp_.metrics_fds.empty()) return;
+    pid_t pid = fork();
+    if (pid < 0) {
+        PROXY_LOG(Warning, "could not fork the metrics process: %s", strerror(errno));
+        return;
+    }
+    if (pid == 0) {
+        for (int fd : listen_fds_) close(fd);
+        for (int fd : pcp_.listen_fds) close(fd);
+        run_metrics_server(config_, table_, pcp_.metrics_fds);
+    }
+    metrics_pid_ = pid;
+}
+
 void Supervisor::spawn(int slot) {
     pid_t pid = fork();
     if (pid < 0) {
@@ -95,7 +111,7 @@ void Supervisor::spawn(int slot) {
 }
 
 int Supervisor::live_children() const {
-    int n = pcp_pid_ != 0;
+    int n = (pcp_pid_ != 0) + (metrics_pid_ != 0);
     for (pid_t p : pids_) n += p != 0;
     return n;
 }
@@ -109,6 +125,14 @@ void Supervisor::reap_children() {
             if (!shutdown_signal_) {
                 PROXY_LOG(Warning, "PCP process %d exited (status %d): restarting it", pid, status);
                 spawn_pcp();
+            }
+            continue;
+        }
+        if (pid == metrics_pid_) {
+            metrics_pid_ = 0;
+            if (!shutdown_signal_) {
+                PROXY_LOG(Warning, "metrics process %d exited (status %d): restarting it", pid, status);
+                spawn_metrics();
             }
             continue;
         }
@@ -161,12 +185,14 @@ void Supervisor::begin_shutdown(int sig) {
     for (pid_t p : pids_)
         if (p) kill(p, sig);
     if (pcp_pid_) kill(pcp_pid_, SIGTERM);
+    if (metrics_pid_) kill(metrics_pid_, SIGTERM);
 }
 
 int Supervisor::run() {
     log_set_process_name("main");
     for (int slot = 0; slot < config_.num_init_children; ++slot) spawn(slot);
     spawn_pcp();
+    spawn_metrics();
     PROXY_LOG(Log, "splitpool successfully started, %d children listening on port %d", config_.num_init_children,
               config_.port);
     sigset_t set;
@@ -183,6 +209,7 @@ int Supervisor::run() {
             for (pid_t p : pids_)
                 if (p) kill(p, SIGKILL);
     if (shutdown_signal_ == SIGQUIT && pcp_pid_) kill(pcp_pid_, SIGKILL);
+    if (shutdown_signal_ == SIGQUIT && metrics_pid_) kill(metrics_pid_, SIGKILL);
     }
     PROXY_LOG(Log, "splitpool is shut down");
     return 0;

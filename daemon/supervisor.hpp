@@ -24,6 +24,7 @@ void publish_nodes(const Config& config, shm::StatusTable& table, bool at_start)
 struct PcpSetup {
     std::vector<int> listen_fds;
     std::string pcp_conf_path;
+    std::vector<int> metrics_fds;   // the Prometheus endpoint's listeners; empty = off
 };
 
 class Supervisor {
@@ -35,6 +36,7 @@ public:
 private:
     void spawn(int slot);
     void spawn_pcp();
+    void spawn_metrics();
     void reap_children();
     void reload();
     void begin_shutdown(int sig);
@@ -47,6 +49,7 @@ private:
     PcpSetup pcp_;
     std::vector<pid_t> pids_;   // by child slot; 0 = empty
     pid_t pcp_pid_ = 0;
+    pid_t metrics_pid_ = 0;
     int shutdown_signal_ = 0;
     int64_t shutdown_started_ms_ = 0;
 };

@@ -104,9 +104,12 @@ std::vector<ConfigItem> backend_items(const shm::StatusTable& table) {
 
 std::vector<ConfigItem> pool_status_items(const daemon::Config& config, const shm::StatusTable& table) {
     std::vector<ConfigItem> items;
+    // pgpool keeps descriptions in desc[POOLCONFIG_MAXDESCLEN + 1] on both ends, so its clients cut
+    // longer ones: cutting here keeps our output and theirs identical.
+    constexpr size_t kMaxDescription = 80;
     for (const daemon::KeyInfo& key : daemon::config_keys())
         items.push_back({std::string(key.name), daemon::config_value_string(config, key.name),
-                         std::string(key.description)});
+                         std::string(key.description.substr(0, kMaxDescription))});
     for (ConfigItem& item : backend_items(table)) items.push_back(std::move(item));
     return items;
 }

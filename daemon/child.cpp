@@ -188,12 +188,7 @@ private:
         LoadResult result = load_config(config_.config_file);
         if (!result.config) return;
         Config fresh = std::move(*result.config);
-        // Sizes fixed at start stay as they are until a restart; command-line paths stay too.
-        fresh.num_init_children = config_.num_init_children;
-        fresh.hba_file = config_.hba_file;
-        fresh.key_file = config_.key_file;
-        fresh.reserved_connections = config_.reserved_connections;
-        fresh.max_pool = config_.max_pool;
+        keep_start_only_values(config_, fresh);
         config_ = std::move(fresh);
         apply_policy();
         load_auth();

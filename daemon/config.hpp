@@ -151,6 +151,9 @@ const std::vector<KeyInfo>& config_keys();
 // The current value of a key as pgpool shows it ("on"/"off", "5min"→"300", lists comma-joined).
 std::string config_value_string(const Config& config, std::string_view key);
 
+// Copies the running values of start-only keys (and the command-line paths) into a reloaded config.
+void keep_start_only_values(const Config& running, Config& fresh);
+
 // The fully commented sample file (etc/splitpool.toml), generated from the key table.
 std::string sample_config_text();
 

@@ -654,3 +654,24 @@ std::string sample_config_text() {
 }
 
 }  // namespace splitpool::daemon
+
+namespace splitpool::daemon {
+
+// Start-only keys keep their running values until a restart, as pgpool's "start" context: the
+// changed file is applied only where it may be.
+void keep_start_only_values(const Config& running, Config& fresh) {
+    for (const std::string& key : restart_only_changes(running, fresh)) {
+        if (key.rfind("backend_", 0) == 0) continue;  // backends are handled by node publishing
+        std::string text = config_value_string(running, key);
+        RawValue value;
+        bool integer = !text.empty() && text.find_first_not_of("0123456789") == std::string::npos;
+        value.type = integer ? RawValue::Type::Integer : RawValue::Type::String;
+        if (integer) value.integer = std::stoll(text);
+        value.text = text;
+        config_store(fresh, key, value);
+    }
+    fresh.hba_file = running.hba_file;
+    fresh.key_file = running.key_file;
+}
+
+}  // namespace splitpool::daemon

@@ -164,7 +164,7 @@ void Supervisor::reload() {
     Config fresh = std::move(*result.config);
     for (const auto& key : restart_only_changes(config_, fresh))
         PROXY_LOG(Log, "parameter \"%s\" cannot be changed without restarting the server", key.c_str());
-    fresh.num_init_children = config_.num_init_children;
+    keep_start_only_values(config_, fresh);
     config_ = std::move(fresh);
     log_configure(log_options_for(config_, debug_));
     publish_nodes(config_, table_, false);

@@ -432,3 +432,21 @@ TEST_CASE("all errors are reported, in line order") {
     CHECK(r.errors[2].rfind("/etc/sp/test.toml:3: unknown key 'bogus'", 0) == 0);
     CHECK(r.errors[3].rfind("/etc/sp/test.toml:4: key 'backend[0].hostname'", 0) == 0);
 }
+
+TEST_CASE("a reload keeps start-only values and applies reloadable ones") {
+    Config running = *parse_config(std::string("port = 9000\nmax_pool = 2\nchild_life_time = '1min'\n"
+                                               "listen_addresses = 'a,b'\nclient_idle_limit = 5\n") + kOneBackend,
+                                   kFile).config;
+    running.hba_file = "/etc/hba";
+    Config fresh = *parse_config(std::string("port = 9001\nmax_pool = 3\nchild_life_time = 30\n"
+                                             "listen_addresses = '*'\nclient_idle_limit = 7\n") + kOneBackend,
+                                 kFile).config;
+    keep_start_only_values(running, fresh);
+    CHECK(fresh.port == 9000);
+    CHECK(fresh.max_pool == 2);
+    CHECK(fresh.child_life_time == 60);
+    CHECK(fresh.listen_addresses == std::vector<std::string>{"a", "b"});
+    CHECK(fresh.client_idle_limit == 7);
+    CHECK(fresh.hba_file == "/etc/hba");
+    CHECK(restart_only_changes(running, fresh).empty());
+}

@@ -51,9 +51,14 @@ public:
         case kAuthMd5: {
             std::string_view salt = r.bytes(4);
             if (!r.ok()) return fail("malformed md5 request from backend");
+            auto s = reinterpret_cast<const unsigned char*>(salt.data());
+            // pool_passwd's md5 hash answers an md5 challenge without the password, as in pgpool
+            if (need_secret(code) && !cred_.password && cred_.md5_stored) {
+                proto::put_password(reply, auth::pg_md5_password_from_stored(*cred_.md5_stored, s));
+                return true;
+            }
             if (!need_password(code)) return false;
-            proto::put_password(reply, auth::pg_md5_password(*cred_.password, user_,
-                                                             reinterpret_cast<const unsigned char*>(salt.data())));
+            proto::put_password(reply, auth::pg_md5_password(*cred_.password, user_, s));
             return true;
         }
         case kAuthSasl: return on_sasl_start(r, reply);

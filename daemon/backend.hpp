@@ -49,6 +49,7 @@ struct BackendAddress {
 // What splitpool logs in to PostgreSQL with.
 struct Credential {
     std::optional<std::string> password;           // clear text
+    std::optional<std::string> md5_stored;         // "md5" + md5(password + user): answers md5 only
     std::optional<auth::Sha256Digest> client_key;  // recovered from the client's SCRAM proof
     std::optional<auth::Sha256Digest> server_key;  // from the same verifier, to check the server
     bool verified = false;                         // splitpool itself checked the client's secret

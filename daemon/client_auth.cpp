@@ -146,6 +146,7 @@ bool ClientAuth::md5_method(Credential& cred, std::string& error) {
         return false;
     }
     if (plain) cred.password = std::move(plain);
+    else cred.md5_stored = stored;
     cred.verified = true;
     return true;
 }

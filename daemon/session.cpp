@@ -53,6 +53,7 @@ private:
     bool authenticate_by_hba();
     bool reauthenticate_for_pooled_set();
     bool provide_credential(int32_t auth_code, Credential& cred, std::string& client_error);
+    bool credential_from_entry(const auth::PasswordEntry& entry);
     bool connect_node(int node, std::string& client_error);
     void send_greeting();
     void publish_backend_keys();
@@ -142,6 +143,13 @@ bool Session::start_tls() {
 // The secret for a node that asks for one. A pool_passwd entry comes first (pgpool's order), then
 // the client's clear-text password when allowed or when the node itself asks for clear text. With
 // pool_hba off and an entry, the client proves it knows the secret with the node's own method.
+// A client pool_hba already authenticated logs in to PostgreSQL with its pool_passwd entry.
+bool Session::credential_from_entry(const auth::PasswordEntry& entry) {
+    if (!cred_.password) cred_.password = auth::plaintext(entry, ctx_.auth_files.key);
+    if (entry.kind == auth::PasswordKind::Md5) cred_.md5_stored = entry.value;
+    return cred_.password || cred_.client_key || cred_.md5_stored;
+}
+
 bool Session::provide_credential(int32_t auth_code, Credential& cred, std::string& client_error) {
     if (have_cred_) {
         cred = cred_;
@@ -154,8 +162,7 @@ bool Session::provide_credential(int32_t auth_code, Credential& cred, std::strin
                              : auth_code == 10 ? auth::HbaMethod::ScramSha256 : auth::HbaMethod::Password,
                              cred_, client_error);
     else if (client_verified_ && auth.entry())
-        ok = (cred_.password = auth::plaintext(*auth.entry(), ctx_.auth_files.key)).has_value() ||
-             cred_.client_key.has_value() || cred_.password.has_value();
+        ok = credential_from_entry(*auth.entry());
     else if (!cred_.password && (ctx_.config.allow_clear_text_frontend_auth || auth_code == 3))
         ok = auth.ask_cleartext(cred_, client_error);
     else
@@ -164,8 +171,10 @@ bool Session::provide_credential(int32_t auth_code, Credential& cred, std::strin
         proto::put_error(client_error, "FATAL", proto::sqlstate::kInvalidAuthorization,
                          "clear text password authentication failed",
                          "unable to get the password for user: \"" + startup_.user() + "\"",
-                         "the database server asks for a password: add the user to pool_passwd or set "
-                         "allow_clear_text_frontend_auth = on");
+                         ctx_.config.enable_pool_hba
+                             ? "the database server asks for a password: add the user to pool_passwd"
+                             : "the database server asks for a password: add the user to pool_passwd or set "
+                               "allow_clear_text_frontend_auth = on");
     if (!ok) return false;
     have_cred_ = true;
     cred = cred_;
@@ -238,7 +247,7 @@ bool Session::authenticate_by_hba() {
     client_verified_ = rule->method != auth::HbaMethod::Password || cred_.verified || rule->method == auth::HbaMethod::Trust;
     // A password splitpool could not check itself must be checked by PostgreSQL.
     must_be_judged_by_backend_ = rule->method == auth::HbaMethod::Password && !cred_.verified;
-    have_cred_ = cred_.password || cred_.client_key;
+    have_cred_ = cred_.password || cred_.client_key || cred_.md5_stored;
     return true;
 }
 

@@ -198,13 +198,17 @@ Answer show_health_check_stats(const shm::StatusTable& table) {
                         std::move(rows));
 }
 
-// Only reads are counted per node so far (select_count counts every statement sent to the node).
+// Statements by class as the relay counted them; panic and fatal are not told apart from errors.
 Answer show_backend_stats(const shm::StatusTable& table) {
     std::vector<Row> rows;
     for (int i = 0; i < table.num_nodes(); ++i) {
         Row h = pcp::health_check_fields(table, i);
-        rows.push_back({h[0], h[1], h[2], h[3], h[4], std::to_string(table.node(i).select_count.load()), "0", "0",
-                        "0", "0", "0", "0", "0", "0"});
+        const shm::NodeSlot& n = table.node(i);
+        auto count = [&](shm::StatementClass c) { return std::to_string(n.statements[int(c)].load()); };
+        rows.push_back({h[0], h[1], h[2], h[3], h[4], std::to_string(n.select_count.load()),
+                        count(shm::StatementClass::Insert), count(shm::StatementClass::Update),
+                        count(shm::StatementClass::Delete), count(shm::StatementClass::Ddl),
+                        count(shm::StatementClass::Other), "0", "0", std::to_string(n.errors.load())});
     }
     return table_answer({"node_id", "hostname", "port", "status", "role", "select_cnt", "insert_cnt", "update_cnt",
                          "delete_cnt", "ddl_cnt", "other_cnt", "panic_cnt", "fatal_cnt", "error_cnt"},

@@ -174,6 +174,7 @@ private:
         header.active_clients.fetch_sub(1);
         ++served_;
         table_.child(slot_).sessions_served.fetch_add(1, std::memory_order_relaxed);
+        table_.header().sessions_total.fetch_add(1, std::memory_order_relaxed);
         idle_since_ms_ = io::now_ms();
         if (config_.child_max_connections > 0 && served_ >= config_.child_max_connections) {
             PROXY_LOG(Debug1, "child_max_connections of %d reached: exiting", config_.child_max_connections);

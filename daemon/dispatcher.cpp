@@ -203,6 +203,22 @@ void Dispatcher::note_fan_out(const Classification& cls) {
     last_multi_ = false;
 }
 
+shm::StatementClass statement_class(const Classification& cls, std::string_view sql) {
+    using C = shm::StatementClass;
+    if (cls.kind == Kind::Read) return C::Select;
+    if (cls.kind == Kind::Utility) return C::Ddl;
+    if (cls.kind != Kind::Write) return C::Other;
+    size_t i = 0;
+    while (i < sql.size() && (isspace(static_cast<unsigned char>(sql[i])) || sql[i] == '(')) ++i;
+    auto starts = [&](std::string_view word) {
+        if (sql.size() - i < word.size()) return false;
+        for (size_t k = 0; k < word.size(); ++k)
+            if (tolower(static_cast<unsigned char>(sql[i + k])) != word[k]) return false;
+        return true;
+    };
+    return starts("insert") ? C::Insert : starts("update") ? C::Update : starts("delete") ? C::Delete : C::Other;
+}
+
 // The status a ReadyForQuery answered by splitpool carries: the primary's, or 'E' when any node failed.
 char Dispatcher::client_status(const std::vector<NodeView>& nodes) const {
     if (failed_node(nodes) >= 0) return 'E';
@@ -254,6 +270,7 @@ void Dispatcher::plan_query(std::string_view sql, const char* msg, size_t size, 
     if (failed_node(nodes) >= 0) node = failed_node(nodes);
     add_send(node, Delivery::Forward, std::move(bytes), nodes, plan);
     plan.sends.back().counts_as_select = cls.kind == Kind::Read;
+    plan.sends.back().stmt_class = statement_class(cls, sql);
     if (balanced && !plan.sends.empty()) {
         plan.sends.back().retryable = true;
         plan.sends.back().retry_key = key_;
@@ -362,6 +379,8 @@ void Dispatcher::plan_batch(bool sync, const std::vector<NodeView>& nodes, Plan&
                 st.read = cls.kind == Kind::Read;
                 note_session_state(cls, q, node);
                 batch_reads_ = batch_reads_ || cls.kind == Kind::Read;
+                batch_class_ = statement_class(cls, q);
+                st.stmt_class = batch_class_;
             } else if (type == 'B' || type == 'D' || type == 'C') {
                 Names n = names_of(type, m, len);
                 bool portal = (type == 'D' || type == 'C') && n.what == 'P';
@@ -372,7 +391,10 @@ void Dispatcher::plan_batch(bool sync, const std::vector<NodeView>& nodes, Plan&
                 } else {
                     auto it = statements_.find(std::string(stmt));
                     node = it != statements_.end() ? it->second.home : -1;
-                    if (type == 'B' && it != statements_.end()) batch_reads_ = batch_reads_ || it->second.read;
+                    if (type == 'B' && it != statements_.end()) {
+                        batch_reads_ = batch_reads_ || it->second.read;
+                        batch_class_ = it->second.stmt_class;
+                    }
                 }
             } else if (type == 'E') {
                 auto it = portals_.find(std::string(names_of(type, m, len).first));
@@ -417,6 +439,7 @@ void Dispatcher::plan_batch(bool sync, const std::vector<NodeView>& nodes, Plan&
         }
         add_send(target, Delivery::Forward, batch_, nodes, plan, sync ? 1 : 0);
         plan.sends.back().counts_as_select = batch_reads_;
+        plan.sends.back().stmt_class = batch_class_;
         if (balanced && sync && pinned_node_ < 0 && reparse.empty()) {
             plan.sends.back().retryable = true;
             plan.sends.back().retry_key = key_;
@@ -424,6 +447,7 @@ void Dispatcher::plan_batch(bool sync, const std::vector<NodeView>& nodes, Plan&
     }
     pinned_node_ = sync ? -1 : target;
     batch_reads_ = false;
+    batch_class_ = shm::StatementClass::Other;
     batch_.clear();
     batch_msgs_.clear();
 }

@@ -28,6 +28,7 @@ struct Send {
     int ready_count = 1;      // ReadyForQuery messages that close it (0: a Flush-ended batch)
     bool retryable = false;   // balanced read outside a transaction: may be redone on the primary
     bool counts_as_select = false;  // a read: counted in the node's select_cnt (pgpool's SHOW POOL_NODES)
+    shm::StatementClass stmt_class = shm::StatementClass::Other;
     std::string retry_key;    // cache key remembered when a retry happens
 };
 
@@ -45,6 +46,9 @@ struct NodeView {
     bool connected = false;
     char tx_status = 'I';
 };
+
+// Which counter a statement goes to: reads, DML by its first keyword, DDL (utility), the rest.
+shm::StatementClass statement_class(const parser::Classification& cls, std::string_view sql);
 
 // Builds the router's policy from the configuration; false with a message for a bad regex or list.
 bool routing_policy_for(const Config& config, RoutingPolicy* policy, std::string* error);
@@ -84,6 +88,7 @@ private:
         uint64_t nodes = 0;        // bit per node (nodes < 64) where it exists
         int home = -1;             // node it was parsed for
         bool read = false;         // a plain read (select_cnt)
+        shm::StatementClass stmt_class = shm::StatementClass::Other;
     };
 
     void plan_query(std::string_view sql, const char* msg, size_t size, const std::vector<NodeView>& nodes, Plan& plan);
@@ -123,6 +128,7 @@ private:
     std::vector<std::pair<char, size_t>> batch_msgs_;  // type, offset into batch_
     int pinned_node_ = -1;                             // a Flush-ended batch continues on this node
     bool batch_reads_ = false;                         // the batch parses a read
+    shm::StatementClass batch_class_ = shm::StatementClass::Other;
 };
 
 }  // namespace splitpool::daemon

@@ -109,6 +109,14 @@ void render_nodes(std::string& out, const shm::StatusTable& table) {
            "Statements and batches sent to the node (SHOW POOL_NODES select_cnt).");
     for (int i = 0; i < nodes; ++i)
         sample_u64(out, "splitpool_node_select_total", labels[i], table.node(i).select_count.load());
+    header(out, "splitpool_node_statements_total", "counter", "Statements sent to the node, by class.");
+    static const char* kClasses[] = {"select", "insert", "update", "delete", "ddl", "other"};
+    for (int i = 0; i < nodes; ++i)
+        for (int c = 0; c < shm::kStatementClasses; ++c)
+            sample_u64(out, "splitpool_node_statements_total",
+                       labels[i] + ",class=\"" + kClasses[c] + "\"", table.node(i).statements[c].load());
+    header(out, "splitpool_node_errors_total", "counter", "ErrorResponses the node sent.");
+    for (int i = 0; i < nodes; ++i) sample_u64(out, "splitpool_node_errors_total", labels[i], table.node(i).errors.load());
     header(out, "splitpool_node_replication_delay_bytes", "gauge",
            "Replay lag behind the primary in bytes, as the streaming-replication check last saw it.");
     for (int i = 0; i < nodes; ++i)
@@ -150,9 +158,22 @@ void render_children(std::string& out, const shm::StatusTable& table) {
     header(out, "splitpool_children", "gauge", "Child processes by state (num_init_children in all).");
     for (auto [state, name] : kStates)
         sample(out, "splitpool_children", std::string("state=\"") + name + "\"", counts[int(state)]);
-    header(out, "splitpool_sessions_served_total", "counter",
-           "Client sessions served by the live children (drops when a child is replaced).");
-    sample_u64(out, "splitpool_sessions_served_total", "", served);
+    (void)served;
+    const shm::Header& h = table.header();
+    header(out, "splitpool_sessions_served_total", "counter", "Client sessions served since start.");
+    sample_u64(out, "splitpool_sessions_served_total", "", h.sessions_total.load());
+    header(out, "splitpool_query_duration_seconds", "histogram",
+           "From sending a statement (or extended-protocol batch) to its ReadyForQuery.");
+    uint64_t cumulative = 0;
+    for (int b = 0; b < shm::kDurationBuckets; ++b) {
+        cumulative += h.query_duration_bucket[b].load();
+        char le[32];
+        if (b < shm::kDurationBuckets - 1) snprintf(le, sizeof le, "%g", double(shm::kDurationBoundsUs[b]) / 1e6);
+        else snprintf(le, sizeof le, "+Inf");
+        sample_u64(out, "splitpool_query_duration_seconds_bucket", std::string("le=\"") + le + "\"", cumulative);
+    }
+    sample(out, "splitpool_query_duration_seconds_sum", "", double(h.query_duration_sum_us.load()) / 1e6);
+    sample_u64(out, "splitpool_query_duration_seconds_count", "", h.query_count.load());
     header(out, "splitpool_active_clients", "gauge", "Clients connected past accept().");
     sample(out, "splitpool_active_clients", "", table.header().active_clients.load());
 }

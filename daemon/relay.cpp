@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <ctime>
 
 #include "daemon/log.hpp"
 #include "daemon/proto/frame.hpp"
@@ -15,6 +16,12 @@ namespace splitpool::daemon {
 namespace {
 
 constexpr size_t kReadChunk = 65536;
+
+int64_t now_us() {
+    timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return int64_t(ts.tv_sec) * 1000000 + ts.tv_nsec / 1000;
+}
 // Above this many unsent bytes toward one side, stop reading from the other (backpressure).
 constexpr size_t kHighWater = 1 << 20;
 
@@ -258,6 +265,7 @@ bool Relay::execute(Send& send) {
         Unit u;
         u.delivery = send.delivery;
         u.ready_left = send.ready_count;
+        if (send.delivery == Delivery::Forward) u.sent_us = now_us();
         if (send.retryable && send.node != ctx_.dispatcher.primary()) {
             u.retryable = true;
             u.retry_bytes = send.bytes;
@@ -266,8 +274,11 @@ bool Relay::execute(Send& send) {
         n.units.push_back(std::move(u));
     }
     n.out += send.bytes;
-    if (send.counts_as_select && send.node < shm::kMaxNodes)
-        ctx_.table.node(send.node).select_count.fetch_add(1, std::memory_order_relaxed);
+    if (send.delivery == Delivery::Forward && send.node < shm::kMaxNodes) {
+        shm::NodeSlot& slot = ctx_.table.node(send.node);
+        if (send.counts_as_select) slot.select_count.fetch_add(1, std::memory_order_relaxed);
+        slot.statements[int(send.stmt_class)].fetch_add(1, std::memory_order_relaxed);
+    }
     return true;
 }
 
@@ -445,6 +456,7 @@ void Relay::deliver(NodeIo& n, const char* data, size_t size, char type, const c
     Delivery d = delivery_for(n);
     if (data && d == Delivery::Forward) client_out_.append(data, size);
     if (type == 'Z' && d == Delivery::Forward && body_size > 0) ctx_.dispatcher.note_ready(body[0]);
+    if (type == 'E' && n.node < shm::kMaxNodes) ctx_.table.node(n.node).errors.fetch_add(1, std::memory_order_relaxed);
     if (d == Delivery::Swallow && type == 'E' && u)
         PROXY_LOG(Debug1, "node %d reported an error in a reply the client does not see", n.node);
     if (type == 'Z' && u) finish_unit(n);
@@ -453,6 +465,7 @@ void Relay::deliver(NodeIo& n, const char* data, size_t size, char type, const c
 void Relay::finish_unit(NodeIo& n) {
     Unit& u = n.units.front();
     if (--u.ready_left > 0) return;
+    if (u.sent_us && !u.retrying) record_duration(now_us() - u.sent_us);
     if (!u.retrying) {
         n.units.pop_front();
         return;
@@ -465,6 +478,15 @@ void Relay::finish_unit(NodeIo& n) {
     ctx_.dispatcher.remember_primary_only(u.retry_key);
     n.units.pop_front();
     if (execute(retry)) flush_node(nodes_[size_t(retry.node)]);
+}
+
+void Relay::record_duration(int64_t us) {
+    shm::Header& h = ctx_.table.header();
+    int bucket = 0;
+    while (bucket < shm::kDurationBuckets - 1 && uint64_t(us) > shm::kDurationBoundsUs[bucket]) ++bucket;
+    h.query_duration_bucket[bucket].fetch_add(1, std::memory_order_relaxed);
+    h.query_duration_sum_us.fetch_add(uint64_t(us), std::memory_order_relaxed);
+    h.query_count.fetch_add(1, std::memory_order_relaxed);
 }
 
 void Relay::inspect_node_message(NodeIo& n, char type, const char* body, size_t size) {

@@ -62,6 +62,7 @@ private:
         std::string retry_bytes;
         std::string retry_key;
         std::string held;            // reply messages held back while retryable
+        int64_t sent_us = 0;         // for the query-duration histogram (Forward units)
     };
 
     struct NodeIo {
@@ -98,6 +99,7 @@ private:
     void inspect_node_message(NodeIo& n, char type, const char* body, size_t size);
     void deliver(NodeIo& n, const char* data, size_t size, char type, const char* body, size_t body_size);
     void finish_unit(NodeIo& n);
+    void record_duration(int64_t us);
     bool flush_node(NodeIo& n);
     bool flush_client();
     void update_flow_control();

@@ -9,10 +9,18 @@ namespace splitpool::shm {
 
 constexpr uint32_t kMagic = 0x53504c54;  // "SPLT"
 // Bump whenever a struct below changes shape: a reader of another version refuses the segment.
-constexpr uint32_t kLayoutVersion = 1;
+constexpr uint32_t kLayoutVersion = 2;
 constexpr int kMaxNodes = 128;           // pgpool's MAX_NUM_BACKENDS
 constexpr int kNameLen = 64;
 constexpr int kHostLen = 256;
+
+// Statement classes counted per node (SHOW POOL_BACKEND_STATS, metrics).
+enum class StatementClass : uint8_t { Select, Insert, Update, Delete, Ddl, Other, Count };
+constexpr int kStatementClasses = int(StatementClass::Count);
+// Upper bounds (microseconds) of the query-duration histogram; a last bucket counts everything.
+constexpr uint64_t kDurationBoundsUs[] = {500, 1000, 2500, 5000, 10000, 25000, 50000, 100000, 250000, 500000,
+                                          1000000, 2500000, 5000000};
+constexpr int kDurationBuckets = int(sizeof(kDurationBoundsUs) / sizeof(kDurationBoundsUs[0])) + 1;
 
 enum class NodeStatus : uint8_t { Unused = 0, Waiting = 1, Up = 2, Down = 3 };
 enum class NodeRole : uint8_t { Unknown = 0, Primary = 1, Standby = 2 };
@@ -37,6 +45,11 @@ struct alignas(64) Header {
     std::atomic<int32_t> active_clients;      // clients past accept(), for reserved_connections
     std::atomic<int32_t> primary_node;        // -1 when no primary is known
     std::atomic<int64_t> started_at;          // unix seconds
+    // Time from sending a statement to its ReadyForQuery, as the client sees it (not cumulative).
+    std::atomic<uint64_t> query_duration_bucket[kDurationBuckets];
+    std::atomic<uint64_t> query_duration_sum_us;
+    std::atomic<uint64_t> query_count;
+    std::atomic<uint64_t> sessions_total;     // every session served since start (children come and go)
 };
 
 // One backend node. Hot fields are atomics; the text fields are written by the parent only,
@@ -50,6 +63,8 @@ struct alignas(64) NodeSlot {
     std::atomic<int64_t> status_changed_at;   // unix seconds
     std::atomic<int64_t> replication_delay;   // bytes, -1 unknown
     std::atomic<int32_t> backend_connections; // open connections from all children
+    std::atomic<uint64_t> statements[kStatementClasses];  // sent to this node, by StatementClass
+    std::atomic<uint64_t> errors;             // ErrorResponses the node sent
     std::atomic<uint64_t> health_check_total;
     std::atomic<uint64_t> health_check_success;
     std::atomic<uint64_t> health_check_fail;

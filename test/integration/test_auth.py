@@ -13,7 +13,8 @@ import pytest
 from authkit import (KEY_TEXT, SSL_REQUEST, AuthClient, Capture, aes_entry, cluster_tls,  # noqa: F401
                      login_error, md5_entry, new_instance, pki, scram_verifier, start, stop_instance,
                      write_hba, write_key_file, write_pool_passwd)
-from helpers import REPO, describe, psql, psql_value
+from certs import Pki
+from helpers import REPO, describe, psql, psql_value, wait_until
 
 USERS = {"md5user": ("md5pass", "md5"), "digoal": ("pwd123", "scram")}
 HBA_METHODS = ["trust", "password", "md5", "scram-sha-256"]
@@ -450,3 +451,24 @@ def test_debian_pg_enc_pool_passwd_is_read(splitpool, tmp_path):
     assert psql_value(sp.port, "select current_user", user="digoal", password="pwd123") == "digoal"
     fields = login_error(sp.port, "digoal", "not-pwd123")
     assert fields is not None and fields.get("C") == "28P01", fields
+
+
+def test_tls_settings_reload_without_restart(splitpool, pki, tmp_path):
+    """A reload applies a new certificate to new sessions; a broken one keeps the old context."""
+    other = Pki(tmp_path)
+    other.make_ca("ca2", cn="second CA")
+    other.make_server("server2", ca="ca2")
+    sp = splitpool(**ssl_overrides(pki))
+    pid = sp.pid
+    assert psql_value(sp.port, "select 1", env_extra=tls_env(pki, "verify-full")) == "1"
+
+    sp.reload({"ssl_cert": str(other.path("server2", "crt")), "ssl_key": str(other.path("server2", "key"))})
+    ca2 = {"PGSSLMODE": "verify-full", "PGSSLROOTCERT": str(other.path("ca2", "crt"))}
+    wait_until(lambda: psql(sp.port, "select 1", check=False, env_extra=ca2).returncode == 0, 10,
+               "the new certificate to be served")
+    assert psql(sp.port, "select 1", check=False, env_extra=tls_env(pki, "verify-full")).returncode != 0
+
+    sp.reload({"ssl_cert": str(tmp_path / "missing.crt")})
+    sp.wait_for_log(r"TLS for clients not \(re\)configured", 10)
+    assert psql_value(sp.port, "select 1", env_extra=ca2) == "1"
+    assert sp.pid == pid, "the reload restarted splitpool"

@@ -42,6 +42,12 @@ struct Table {
         table->child(0).sessions_served = 5;
         table->child(1).state = uint8_t(shm::ChildState::WaitingForClient);
         table->child(1).sessions_served = 2;
+        table->header().sessions_total = 7;  // children count into it as they serve
+        table->header().query_duration_bucket[0] = 3;
+        table->header().query_duration_bucket[2] = 1;
+        table->header().query_duration_sum_us = 2000;
+        table->header().query_count = 4;
+        table->node(1).statements[int(shm::StatementClass::Insert)] = 9;
         table->child(2).state = uint8_t(shm::ChildState::WaitingForClient);
         table->child(2).backend[0].pid = 78;
         table->child(2).backend[1].pid = 79;
@@ -106,6 +112,11 @@ TEST_CASE("metrics: node, child and session samples in text format 0.0.4") {
     CHECK(s["splitpool_children{state=\"wait_for_connection\"}"] == "2");
     CHECK(s["splitpool_children{state=\"active\"}"] == "0");
     CHECK(s["splitpool_sessions_served_total"] == "7");
+    CHECK(s["splitpool_node_statements_total" + n1.substr(0, n1.size() - 1) + ",class=\"insert\"}"] == "9");
+    CHECK(s["splitpool_query_duration_seconds_bucket{le=\"0.0005\"}"] == "3");
+    CHECK(s["splitpool_query_duration_seconds_bucket{le=\"0.0025\"}"] == "4");  // cumulative
+    CHECK(s["splitpool_query_duration_seconds_bucket{le=\"+Inf\"}"] == "4");
+    CHECK(s["splitpool_query_duration_seconds_count"] == "4");
 }
 
 TEST_CASE("metrics server: GET /metrics answers 200 with the samples, other paths 404") {

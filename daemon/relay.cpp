@@ -82,6 +82,9 @@ Relay::~Relay() {
 }
 
 RelayEnd Relay::run() {
+    // The child waited for this client outside libev: refresh the loop's clock, or the
+    // client_idle_limit timer would be armed against the time the previous session ended.
+    ev_now_update(ctx_.loop);
     ev_io_start(ctx_.loop, &client_read_);
     after_activity();
     while (!done_) {

@@ -74,7 +74,7 @@ Dispatcher::Dispatcher(DispatchContext ctx, const std::string& database, const s
     route_state_.database = database;
     route_state_.user = user;
     route_state_.application_name = application_name;
-    start_session(route_state_, snapshot, ctx_.policy, rng_);
+    start_session(route_state_, snapshot, policy(), rng_);
     ctx_.catalog.new_session();
 }
 
@@ -158,7 +158,7 @@ int Dispatcher::target_for(const Classification& cls, std::string_view sql, cons
     balanced = false;
     int failed = failed_node(nodes);
     if (failed >= 0) return failed;
-    const RoutingPolicy& policy = ctx_.policy;
+    const RoutingPolicy& policy = this->policy();
     if (ctx_.side_query && (!cls.functions.empty() || !cls.relations.empty()) && cls.load_balanceable) {
         bool functions = policy.write_functions.empty() && policy.read_only_functions.empty();
         bool relations = policy.check_temp_table == CheckTempTable::Catalog || policy.check_unlogged_table;
@@ -194,12 +194,25 @@ void Dispatcher::note_session_state(const Classification& cls, std::string_view 
     }
 }
 
+// PGPOOL SET/RESET: the session's configuration is the child's plus the overlay, and the routing
+// policy is rebuilt from it, so the change applies to this session's next statement.
+void Dispatcher::apply_admin_overlay() {
+    ctx_.session_config = ctx_.config;
+    apply_session_overlay(admin_, ctx_.session_config);
+    RoutingPolicy fresh;
+    std::string error;
+    if (routing_policy_for(ctx_.session_config, &fresh, &error)) {
+        fresh.oracle = ctx_.policy.oracle;
+        session_policy_ = std::move(fresh);
+    }
+}
+
 // Statements sent to several nodes still update the router's session and transaction state.
 void Dispatcher::note_fan_out(const Classification& cls) {
     RouteDecision d;
     d.target = Target::Session;
     d.node = primary_;
-    note_statement(route_state_, cls, d, ctx_.policy);
+    note_statement(route_state_, cls, d, this->policy());
     last_multi_ = false;
 }
 
@@ -230,7 +243,10 @@ void Dispatcher::plan_query(std::string_view sql, const char* msg, size_t size, 
                             Plan& plan) {
     if (is_admin_command(sql)) {  // SHOW POOL_*, PGPOOL SHOW/SET/RESET: answered here, never forwarded
         admin_.load_balance_node = route_state_.load_balance_node;
-        plan.client_reply = answer_admin_command(sql, ctx_.config, ctx_.table, admin_, false);
+        size_t overlay = admin_.values.size();
+        std::map<std::string, std::string, std::less<>> before = admin_.values;
+        plan.client_reply = answer_admin_command(sql, ctx_.session_config, ctx_.table, admin_, false);
+        if (admin_.values != before || admin_.values.size() != overlay) apply_admin_overlay();
         proto::put_ready_for_query(plan.client_reply, client_status(nodes));
         return;
     }
@@ -324,9 +340,11 @@ bool Dispatcher::answer_admin_batch(bool sync, const std::vector<NodeView>& node
             std::string name(r.cstr());
             const std::string& sql = what == 'S' ? admin_statements_[name] : admin_portals_[name];
             if (what == 'S') out += admin_parameter_description();
-            out += admin_row_description(sql, ctx_.config, ctx_.table, admin_);
+            out += admin_row_description(sql, ctx_.session_config, ctx_.table, admin_);
         } else if (type == 'E') {
-            out += admin_data_rows(admin_portals_[std::string(r.cstr())], ctx_.config, ctx_.table, admin_);
+            auto before = admin_.values;
+            out += admin_data_rows(admin_portals_[std::string(r.cstr())], ctx_.session_config, ctx_.table, admin_);
+            if (admin_.values != before) apply_admin_overlay();
         } else if (type == 'C') {
             char what = char(r.byte());
             (what == 'S' ? admin_statements_ : admin_portals_).erase(std::string(r.cstr()));

@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <map>
+#include <optional>
 #include <set>
 #include <string>
 #include <string_view>
@@ -55,7 +56,8 @@ bool routing_policy_for(const Config& config, RoutingPolicy* policy, std::string
 
 // What a dispatcher borrows from its child for one session.
 struct DispatchContext {
-    const Config& config;
+    const Config& config;                 // the child's configuration
+    Config& session_config;               // config + this session's PGPOOL SET values (what the relay reads)
     const RoutingPolicy& policy;
     parser::ClassificationCache& cache;
     CatalogCache& catalog;
@@ -102,6 +104,8 @@ private:
     void add_send(int node, Delivery delivery, std::string bytes, const std::vector<NodeView>& nodes, Plan& plan,
                   int ready_count = 1);
     void note_fan_out(const parser::Classification& cls);
+    void apply_admin_overlay();
+    const RoutingPolicy& policy() const { return session_policy_ ? *session_policy_ : ctx_.policy; }
     void note_session_state(const parser::Classification& cls, std::string_view sql, int node);
     bool in_transaction(const std::vector<NodeView>& nodes) const;
     int failed_node(const std::vector<NodeView>& nodes) const;
@@ -120,6 +124,7 @@ private:
     std::map<std::string, int> sql_prepared_;      // SQL PREPARE name -> node
     std::map<std::string, int> cursors_;           // DECLARE name -> node
     AdminSession admin_;                           // PGPOOL SET overlay, for SHOW/PGPOOL answers
+    std::optional<RoutingPolicy> session_policy_;  // rebuilt when PGPOOL SET changes a routing key
     std::map<std::string, std::string> admin_statements_;  // extended-protocol statements splitpool answers
     std::map<std::string, std::string> admin_portals_;
 

@@ -369,10 +369,11 @@ void Session::run() {
         if (!c) return std::nullopt;
         return run_side_query(*c, sql, io::deadline_after_ms(ctx_.config.connect_timeout));
     };
-    Dispatcher dispatcher({ctx_.config, ctx_.policy, ctx_.classifications, ctx_.catalog, ctx_.table, ctx_.primary_only,
-                           side_query},
+    Config session_config = ctx_.config;  // PGPOOL SET changes this copy only
+    Dispatcher dispatcher({ctx_.config, session_config, ctx_.policy, ctx_.classifications, ctx_.catalog, ctx_.table,
+                           ctx_.primary_only, side_query},
                           startup_.database(), startup_.user(), startup_.application_name());
-    RelayContext rc{ctx_.loop, client_, *set_, ctx_.config, ctx_.table, ctx_.child_slot, primary_node(ctx_),
+    RelayContext rc{ctx_.loop, client_, *set_, session_config, ctx_.table, ctx_.child_slot, primary_node(ctx_),
                     ctx_.fast_shutdown, dispatcher,
                     [this](int node, std::string& err) { return connect_node(node, err); }};
     RelayEnd end;

@@ -212,3 +212,27 @@ def _try_scrape(port):
         return scrape(port)
     except OSError:
         return None
+
+
+def test_pgpool_set_changes_this_session_only(splitpool, cluster):
+    sp = start(splitpool, cluster)
+    with connect(sp.port, dbname="sp_test") as c:
+        notices = []
+        c.add_notice_handler(lambda d: notices.append(d.message_primary))
+        c.execute("PGPOOL SET notice_per_node_statement = on")
+        c.execute("select 1")
+        assert any(n.startswith("DB node id: ") and "select 1" in n for n in notices), notices
+        c.execute("PGPOOL RESET notice_per_node_statement")
+        notices.clear()
+        c.execute("select 2")
+        assert notices == []
+    with connect(sp.port, dbname="sp_test") as other:  # another session keeps the configured value
+        notices = []
+        other.add_notice_handler(lambda d: notices.append(d.message_primary))
+        other.execute("select 3")
+        assert notices == []
+    idle = RawClient(sp.port, database="sp_test").startup()
+    idle.query("PGPOOL SET client_idle_limit = 1")
+    fields = idle.wait_for_error(timeout=6)
+    assert fields is not None and fields.get("C") == "57P05", fields
+    idle.sock.close()

@@ -167,11 +167,11 @@ private:
         int active = header.active_clients.fetch_add(1) + 1;
         bool too_many = config_.reserved_connections > 0 &&
                         active > config_.num_init_children - config_.reserved_connections;
-        SessionContext ctx{config_, table_,         slot_,        pool_,         g_loop, &g_fast_stop,
-                           digest_salt_, too_many, classifications_, catalog_,     primary_only_, policy_,
-                           auth_files_,  tls_server_.get(), tls_backend_.get()};
+        SessionContext ctx{config_,  table_,  slot_,          pool_,
+                           g_loop,   &g_fast_stop, digest_salt_, too_many,
+                           header.active_clients, classifications_, catalog_, primary_only_,
+                           policy_,  auth_files_,  tls_server_.get(), tls_backend_.get()};
         serve_client(ctx, fd);
-        header.active_clients.fetch_sub(1);
         ++served_;
         table_.child(slot_).sessions_served.fetch_add(1, std::memory_order_relaxed);
         table_.header().sessions_total.fetch_add(1, std::memory_order_relaxed);

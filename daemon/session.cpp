@@ -35,6 +35,7 @@ public:
     }
 
     ~Session() {
+        release_client();
         if (client_.ssl) {
             SSL_shutdown(client_.ssl);
             SSL_free(client_.ssl);
@@ -59,6 +60,7 @@ private:
     void publish_backend_keys();
     void end_session(Relay* relay, RelayEnd end);
     void send_fatal(std::string_view code, const std::string& message, std::string_view detail = {});
+    void release_client();
 
     SessionContext& ctx_;
     io::Stream client_;
@@ -71,6 +73,7 @@ private:
     bool have_cred_ = false;
     bool client_verified_ = false;  // pool_hba (or a pooled set's re-check) already authenticated the client
     bool must_be_judged_by_backend_ = false;  // hba "password" without a pool_passwd entry
+    bool released_ = false;
     int32_t client_pid_ = 0;
     uint32_t client_secret_ = 0;
 };
@@ -295,6 +298,15 @@ bool Session::authenticate() {
     return true;
 }
 
+// The client is done: it sees the connection close now, and stops counting toward
+// reserved_connections, while this child still resets its backend connections.
+void Session::release_client() {
+    if (released_) return;
+    released_ = true;
+    ::shutdown(client_.fd, SHUT_RDWR);
+    ctx_.active_clients.fetch_sub(1);
+}
+
 void Session::publish_backend_keys() {
     shm::ChildSlot& slot = ctx_.table.child(ctx_.child_slot);
     for (size_t i = 0; i < set_->nodes.size() && i < size_t(shm::kMaxNodes); ++i) {
@@ -326,6 +338,7 @@ void Session::send_greeting() {
 void Session::end_session(Relay* relay, RelayEnd end) {
     shm::ChildSlot& slot = ctx_.table.child(ctx_.child_slot);
     slot.client_cancel_pid.store(0);
+    release_client();
     bool poolable = relay && relay->clean() &&
                     (end == RelayEnd::ClientTerminated || end == RelayEnd::ClientClosed || end == RelayEnd::IdleTimeout);
     if (set_ && poolable) {

@@ -4,6 +4,7 @@
 
 #include <ev.h>
 
+#include <atomic>
 #include <memory>
 #include <set>
 #include <string>
@@ -29,6 +30,7 @@ struct SessionContext {
     const volatile int* fast_shutdown;
     std::string digest_salt;      // per child, for password digests of pooled sets
     bool too_many_clients;        // reserved_connections: refuse this client after its startup packet
+    std::atomic<int32_t>& active_clients;  // released as soon as the client is gone, before the reset
     // Per child, kept across sessions:
     parser::ClassificationCache& classifications;
     CatalogCache& catalog;

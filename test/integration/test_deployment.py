@@ -97,17 +97,11 @@ def check_login_capture(sp, way):
         assert b"SCRAM-SHA-256" in cap.data, "no SASL exchange in the capture"
 
 
-def run_pgbench_load(sp, cluster, way):
-    """pgbench -i, then a select-only run, sampling pg_stat_activity on every node while it runs."""
-    base = ["pgbench", "-h", "127.0.0.1", "-p", str(sp.port), "-U", USER]
-    p = run_client([*base, "-i", "-s", "1", "-q", "postgres"], client_tls(way))
-    assert p.returncode == 0, describe(p)
-    cluster.wait_replicas_caught_up()
-    env = client_env(PASSWORD, **client_tls(way))
-    bench = subprocess.Popen([*base, "-n", "-r", "-P", "1", "-c", "8", "-j", "8", "-T", "5", "-S", "postgres"],
+def one_pgbench_run(base, env, cluster, seen, seconds):
+    """One select-only run, sampling pg_stat_activity on every node while it runs into `seen`."""
+    bench = subprocess.Popen([*base, "-n", "-r", "-P", "1", "-c", "8", "-j", "8", "-T", str(seconds), "-S", "postgres"],
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
                              stdin=subprocess.DEVNULL, start_new_session=True)
-    seen = [0] * (cluster.replicas + 1)
     count_sql = "select count(*) from pg_stat_activity where application_name = 'pgbench'"
     try:
         while bench.poll() is None:
@@ -122,7 +116,24 @@ def run_pgbench_load(sp, cluster, way):
     assert bench.returncode == 0, f"pgbench exited {bench.returncode}\n{out[-2000:]}\n{err[-2000:]}"
     processed, _ = pgbench_processed(out)
     assert processed > 0, out
-    print(f"{way}: pgbench processed {processed}; max pgbench sessions per node during the run: {seen}")
+    return processed
+
+
+def run_pgbench_load(sp, cluster, way):
+    """pgbench -i, then a select-only run, sampling pg_stat_activity on every node while it runs."""
+    base = ["pgbench", "-h", "127.0.0.1", "-p", str(sp.port), "-U", USER]
+    p = run_client([*base, "-i", "-s", "1", "-q", "postgres"], client_tls(way))
+    assert p.returncode == 0, describe(p)
+    cluster.wait_replicas_caught_up()
+    env = client_env(PASSWORD, **client_tls(way))
+    seen = [0] * (cluster.replicas + 1)
+    # Each pgbench session picks its node by weight (1:2:2), so 8 sessions miss a replica now and
+    # then (about 3% of runs); another run, whose sessions are added to the pooled ones, settles it.
+    for attempt in range(3):
+        processed = one_pgbench_run(base, env, cluster, seen, seconds=5 if attempt == 0 else 2)
+        print(f"{way}: pgbench processed {processed}; max pgbench sessions per node so far: {seen}")
+        if all(seen):
+            break
     assert all(seen), f"pgbench connections per node during the run: {seen} (expected some on every node)"
 
 

@@ -279,13 +279,19 @@ bool run_reset_queries(BackendConn& conn, const std::vector<std::string>& querie
 
 namespace splitpool::daemon {
 
-std::optional<std::vector<std::string>> run_side_query(BackendConn& conn, const std::string& sql, io::Deadline deadline) {
-    if (conn.tx_status != 'I' || !conn.in.empty()) return std::nullopt;
+namespace {
+
+constexpr const char* kSideSavepoint = "splitpool_lookup";
+
+// Sends one simple query and collects the first column of its rows until ReadyForQuery; nullopt
+// on an I/O failure, *failed set when the server reported an error.
+std::optional<std::vector<std::string>> simple_query(BackendConn& conn, const std::string& sql, io::Deadline deadline,
+                                                     bool* failed) {
     std::string out;
     proto::put_query(out, sql);
     if (io::write_all(conn.stream(), out, deadline) != io::IoStatus::Ok) return std::nullopt;
     std::vector<std::string> rows;
-    bool failed = false;
+    *failed = false;
     for (;;) {
         proto::Frame f;
         if (io::read_frame(conn.stream(), conn.in, f, proto::kMaxMessageLength, deadline) != io::IoStatus::Ok)
@@ -297,16 +303,33 @@ std::optional<std::vector<std::string>> run_side_query(BackendConn& conn, const 
                 rows.emplace_back(len < 0 ? std::string_view() : r.bytes(size_t(len)));
             }
         } else if (f.type == 'E') {
-            failed = true;
+            *failed = true;
         } else if (f.type == 'Z') {
             conn.tx_status = f.body_size() ? f.body[0] : 'I';
             conn.in.consume(f.size());
-            break;
+            return rows;
         }
         conn.in.consume(f.size());
     }
-    if (failed) return std::nullopt;
-    return rows;
+}
+
+}  // namespace
+
+std::optional<std::vector<std::string>> run_side_query(BackendConn& conn, const std::string& sql, io::Deadline deadline) {
+    if ((conn.tx_status != 'I' && conn.tx_status != 'T') || !conn.in.empty()) return std::nullopt;
+    bool failed = false;
+    if (conn.tx_status == 'I') {
+        auto rows = simple_query(conn, sql, deadline, &failed);
+        return failed ? std::nullopt : rows;
+    }
+    std::string savepoint = std::string("SAVEPOINT ") + kSideSavepoint;
+    auto rows = simple_query(conn, savepoint + "; " + sql + "; RELEASE " + savepoint, deadline, &failed);
+    if (rows && !failed) return rows;
+    if (rows) {  // the lookup failed: undo it, the client's transaction goes on as before
+        std::string undo = "ROLLBACK TO " + savepoint + "; RELEASE " + savepoint;
+        if (!simple_query(conn, undo, deadline, &failed) || failed) conn.tx_status = 'E';
+    }
+    return std::nullopt;
 }
 
 }  // namespace splitpool::daemon

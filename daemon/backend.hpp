@@ -78,8 +78,9 @@ LoginResult backend_login(const BackendAddress& address, const proto::StartupMes
 bool run_reset_queries(BackendConn& conn, const std::vector<std::string>& queries, ParamList& params,
                        io::Deadline deadline);
 
-// A catalog lookup on an idle connection (never inside a transaction): first column of each row,
-// or nullopt when it may not run now or failed.
+// A catalog lookup on a connection with no reply outstanding: first column of each row, or nullopt
+// when it may not run now (an aborted transaction) or failed. Inside a transaction it runs under a
+// savepoint, so even a failing lookup leaves the client's transaction as it was.
 std::optional<std::vector<std::string>> run_side_query(BackendConn& conn, const std::string& sql, io::Deadline deadline);
 
 // Records a ParameterStatus ('S') body into params, replacing an earlier value of the same name.

@@ -1,6 +1,7 @@
-// What the router needs from the primary's catalogs (function volatility, temporary and unlogged
-// tables), looked up once with a side query on the idle primary and cached in the child.
+// What the router needs to know beyond the statement: the primary's catalogs, and recent writes.
 #include "daemon/catalog_cache.hpp"
+
+#include "daemon/io/conn.hpp"
 
 namespace splitpool::daemon {
 namespace {
@@ -54,6 +55,12 @@ bool CatalogCache::is_temp_table(std::string_view relation) const {
 bool CatalogCache::is_unlogged_table(std::string_view relation) const {
     auto it = persistence_.find(relation);
     return it != persistence_.end() && it->second == 'u';
+}
+
+bool CatalogCache::recently_written(std::string_view relation, int window_ms) const {
+    size_t dot = relation.rfind('.');
+    if (dot != std::string_view::npos) relation.remove_prefix(dot + 1);  // writes are noted by bare name
+    return table_ && table_->relation_written_within(relation, io::now_ms(), window_ms);
 }
 
 }  // namespace splitpool::daemon

@@ -1,5 +1,6 @@
-// What the router needs from the primary's catalogs (function volatility, temporary and unlogged
-// tables), looked up once with a side query on the idle primary and cached in the child.
+// What the router needs to know beyond the statement: the primary's catalogs (function volatility,
+// temporary and unlogged tables), looked up once with a side query on the idle primary and cached in
+// the child, and the shared table of recent writes (cross-session read-your-writes).
 #pragma once
 
 #include <functional>
@@ -10,15 +11,18 @@
 
 #include "daemon/router.hpp"
 #include "parser/classify.hpp"
+#include "shm/status_table.hpp"
 
 namespace splitpool::daemon {
 
 // Runs one query on the primary and returns the first column of each row; nullopt when it may not
-// run now (the primary is inside a transaction, where a failing lookup would abort the client's work).
+// run now (the primary's transaction has failed) or failed (inside a transaction, under a savepoint).
 using SideQuery = std::function<std::optional<std::vector<std::string>>(const std::string& sql)>;
 
 class CatalogCache final : public RouteOracle {
 public:
+    explicit CatalogCache(const shm::StatusTable* table = nullptr) : table_(table) {}
+
     // Looks up what `cls` mentions and is not cached yet. Names that cannot be looked up now are
     // answered conservatively (volatile, temporary), which only ever sends work to the primary.
     void prefetch(const parser::Classification& cls, bool check_functions, bool check_relations, const SideQuery& query);
@@ -28,8 +32,10 @@ public:
     bool is_volatile_function(std::string_view name) const override;
     bool is_temp_table(std::string_view relation) const override;
     bool is_unlogged_table(std::string_view relation) const override;
+    bool recently_written(std::string_view relation, int window_ms) const override;
 
 private:
+    const shm::StatusTable* table_;
     std::map<std::string, bool, std::less<>> volatile_;   // function name -> any overload volatile
     std::map<std::string, char, std::less<>> persistence_;  // relation -> 'p' / 'u' (across sessions)
     std::map<std::string, bool, std::less<>> temp_;        // relation -> temporary (this session)

@@ -60,7 +60,7 @@ public:
 
     Child(Config config, shm::StatusTable& table, int slot, const std::vector<int>& listen_fds)
         : config_(std::move(config)), table_(table), slot_(slot), pool_(config_.max_pool),
-          classifications_(size_t(config_.classification_cache_size)) {
+          classifications_(size_t(config_.classification_cache_size)), catalog_(&table) {
         apply_policy();
         load_auth();
         // EPOLLEXCLUSIVE wakes one idle child per arriving client instead of all of them; libev

@@ -68,6 +68,7 @@ struct Config {
     // load balancing and routing
     bool statement_level_load_balance = false;
     std::string disable_load_balance_on_write = "transaction";  // off | transaction | trans_transaction | always | dml_adaptive
+    int read_your_writes_window = 0;  // milliseconds; beyond pgpool: cross-session read-your-writes (0 = off)
     std::vector<std::string> write_function_list;       // regexes
     std::vector<std::string> read_only_function_list;   // regexes
     std::vector<std::string> primary_routing_query_pattern_list;  // regexes, ';'-separated in pgpool

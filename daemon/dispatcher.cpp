@@ -4,6 +4,7 @@
 
 #include <algorithm>
 
+#include "daemon/io/conn.hpp"
 #include "daemon/log.hpp"
 #include "daemon/proto/frame.hpp"
 #include "daemon/proto/writer.hpp"
@@ -55,6 +56,7 @@ bool routing_policy_for(const Config& c, RoutingPolicy* p, std::string* error) {
     p->statement_level_load_balance = c.statement_level_load_balance;
     p->allow_sql_comments = c.allow_sql_comments;
     p->check_unlogged_table = c.check_unlogged_table;
+    p->read_your_writes_window_ms = c.read_your_writes_window;
     bool ok = parse_disable_lb_on_write(c.disable_load_balance_on_write, &p->disable_load_balance_on_write) &&
               parse_check_temp_table(c.check_temp_table, &p->check_temp_table);
     if (!ok) *error = "invalid disable_load_balance_on_write or check_temp_table";
@@ -167,6 +169,7 @@ int Dispatcher::target_for(const Classification& cls, std::string_view sql, cons
     shm::NodeSnapshot snapshot = ctx_.table.snapshot();
     RouteDecision d = route(cls, sql, route_state_, snapshot, policy, rng_);
     note_statement(route_state_, cls, d, policy);
+    if (d.counts_as_write && policy.read_your_writes_window_ms > 0) add_written_tables(unpublished_writes_, cls, policy);
     last_multi_ = cls.multi_statement;
     int node = d.node >= 0 && d.node < int(nodes.size()) ? d.node : primary_;
     if (ctx_.primary_only.count(key_)) node = primary_;
@@ -174,6 +177,18 @@ int Dispatcher::target_for(const Classification& cls, std::string_view sql, cons
     if (log_enabled(LogLevel::Debug1))
         PROXY_LOG(Debug1, "route: %s", describe(cls, d, snapshot).c_str());
     return node;
+}
+
+void Dispatcher::note_ready(char status) {
+    note_transaction_status(route_state_, status, last_multi_);
+    // Other sessions see a write once its transaction is over: for the window after that, their
+    // reads of its tables go to the primary (read_your_writes_window).
+    if (status != 'I' || unpublished_writes_.empty()) return;
+    int window = policy().read_your_writes_window_ms;
+    int64_t now = io::now_ms();
+    for (const std::string& table : unpublished_writes_)
+        if (window > 0) ctx_.table.note_relation_written(table, now, window);
+    unpublished_writes_.clear();
 }
 
 // Session state the router does not keep: settings to replay on nodes connected later, and where
@@ -357,6 +372,24 @@ bool Dispatcher::answer_admin_batch(bool sync, const std::vector<NodeView>& node
     return true;
 }
 
+// Where a Bind of a named read runs: the router decides again, as for a new statement, and the
+// statement is parsed again wherever it is missing. So a read parsed on a standby moves to the
+// primary once its transaction has written or another session wrote its tables
+// (read_your_writes_window), and a read parsed on the primary for such a reason returns to its
+// balanced node when the reason has passed, instead of staying on the primary for the session.
+int Dispatcher::bind_node(const Statement& st) {
+    if (st.home < 0 || !st.read || ctx_.table.num_nodes() < 2) return st.home;
+    proto::Reader r(st.parse_bytes.data() + 5, st.parse_bytes.size() - 5);
+    r.cstr();  // the statement name
+    std::string_view sql = r.cstr();
+    const Classification& cls = ctx_.cache.lookup_or_classify(sql);
+    RouteDecision d = route(cls, sql, route_state_, ctx_.table.snapshot(), policy(), rng_);
+    if (!d.load_balanced || d.node < 0) return primary_;
+    if (st.home != primary_) return st.home;
+    parser::cache_key(sql, &key_);
+    return ctx_.primary_only.count(key_) ? primary_ : d.node;
+}
+
 void Dispatcher::plan_batch(bool sync, const std::vector<NodeView>& nodes, Plan& plan) {
     if (answer_admin_batch(sync, nodes, plan)) return;
     int target = pinned_node_;
@@ -408,11 +441,14 @@ void Dispatcher::plan_batch(bool sync, const std::vector<NodeView>& nodes, Plan&
                     node = it != portals_.end() ? it->second : -1;
                 } else {
                     auto it = statements_.find(std::string(stmt));
-                    node = it != statements_.end() ? it->second.home : -1;
+                    node = it == statements_.end() ? -1 : type == 'B' ? bind_node(it->second) : it->second.home;
                     if (type == 'B' && it != statements_.end()) {
                         batch_reads_ = batch_reads_ || it->second.read;
                         batch_class_ = it->second.stmt_class;
                     }
+                    // Describe and Execute of this portal later in the batch follow this Bind, not
+                    // whatever an earlier batch left under the same (often unnamed) portal.
+                    if (type == 'B') portals_[std::string(n.first)] = node;
                 }
             } else if (type == 'E') {
                 auto it = portals_.find(std::string(names_of(type, m, len).first));

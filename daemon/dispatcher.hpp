@@ -82,7 +82,8 @@ public:
     // A standby refused this statement (by cache key): it goes to the primary from now on.
     void remember_primary_only(const std::string& key) { ctx_.primary_only.insert(key); }
     // Each ReadyForQuery the client sees: keeps the router's transaction state exact.
-    void note_ready(char status) { note_transaction_status(route_state_, status, last_multi_); }
+    // The primary's ReadyForQuery status: ends transactions and publishes their writes.
+    void note_ready(char status);
 
 private:
     struct Statement {
@@ -95,6 +96,7 @@ private:
 
     void plan_query(std::string_view sql, const char* msg, size_t size, const std::vector<NodeView>& nodes, Plan& plan);
     void plan_batch(bool sync, const std::vector<NodeView>& nodes, Plan& plan);
+    int bind_node(const Statement& st);
     bool answer_admin_batch(bool sync, const std::vector<NodeView>& nodes, Plan& plan);
     char client_status(const std::vector<NodeView>& nodes) const;
     int target_for(const parser::Classification& cls, std::string_view sql, const std::vector<NodeView>& nodes,
@@ -117,6 +119,7 @@ private:
     int primary_;
     bool last_multi_ = false;
     std::string key_;                      // reused cache-key buffer
+    std::set<std::string> unpublished_writes_;  // tables written since the last idle ReadyForQuery
 
     std::vector<std::string> session_sets_;
     std::map<std::string, Statement> statements_;  // extended protocol, by name ("" = unnamed)

@@ -104,7 +104,7 @@ std::string_view relation_rule(const SessionRouteState& s, const Classification&
         if (p.check_temp_table == CheckTempTable::Catalog && p.oracle && p.oracle->is_temp_table(r))
             return "temporary table";
         if (p.check_unlogged_table && p.oracle && p.oracle->is_unlogged_table(r)) return "unlogged table";
-        if (p.cross_session_read_your_writes && p.oracle && p.oracle->recently_written(r))
+        if (p.read_your_writes_window_ms > 0 && p.oracle && p.oracle->recently_written(r, p.read_your_writes_window_ms))
             return "recently written (read-your-writes)";
     }
     return {};
@@ -254,17 +254,25 @@ void note_write(SessionRouteState& s, const Classification& cls, const RoutingPo
     if (!s.in_transaction) return;
     s.transaction_written = true;
     s.session_written_in_transaction = true;
-    for (const std::string& r : cls.written_relations) s.transaction_written_relations.insert(bare_name(r));
+    // A write whose tables we cannot name (a writing function): every later read of the transaction.
+    if (!add_written_tables(s.transaction_written_relations, cls, p)) s.transaction_written_relations.insert("*");
+}
+
+}  // namespace
+
+bool add_written_tables(std::set<std::string>& into, const Classification& cls, const RoutingPolicy& p) {
+    for (const std::string& r : cls.written_relations) into.insert(bare_name(r));
     bool known = !cls.written_relations.empty();
     for (const auto& [first, second] : p.dml_adaptive_relationships) {
         bool by_function = false;
         for (const std::string& f : cls.functions) by_function = by_function || first == f + "()";
-        if (by_function || s.transaction_written_relations.count(first)) s.transaction_written_relations.insert(second);
+        if (by_function || into.count(first)) into.insert(second);
         known = known || by_function;
     }
-    // A write whose tables we cannot name (a writing function): every later read of the transaction.
-    if (!known) s.transaction_written_relations.insert("*");
+    return known;
 }
+
+namespace {
 
 void note_savepoint(SessionRouteState& s, const Classification& cls) {
     auto it = std::find(s.savepoints.rbegin(), s.savepoints.rend(), cls.name);

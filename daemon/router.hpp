@@ -29,7 +29,10 @@ public:
     virtual bool is_volatile_function(std::string_view name) const { return (void)name, false; }
     virtual bool is_temp_table(std::string_view relation) const { return (void)relation, false; }        // check_temp_table = catalog
     virtual bool is_unlogged_table(std::string_view relation) const { return (void)relation, false; }    // check_unlogged_table
-    virtual bool recently_written(std::string_view relation) const { return (void)relation, false; }     // cross-session read-your-writes
+    // Cross-session read-your-writes: some session wrote the table less than window_ms ago.
+    virtual bool recently_written(std::string_view relation, int window_ms) const {
+        return (void)relation, (void)window_ms, false;
+    }
     virtual bool lagging(int node) const { return (void)node, false; }  // replication delay over the threshold
 };
 
@@ -41,7 +44,7 @@ struct RoutingPolicy {
     bool allow_sql_comments = false;
     CheckTempTable check_temp_table = CheckTempTable::Catalog;
     bool check_unlogged_table = true;
-    bool cross_session_read_your_writes = false;  // consult RouteOracle::recently_written
+    int read_your_writes_window_ms = 0;           // > 0: consult RouteOracle::recently_written
     bool prefer_lower_delay_standby = false;
     std::vector<std::regex> write_functions;      // write_function_list (anchored, case-sensitive as pgpool)
     std::vector<std::regex> read_only_functions;  // read_only_function_list
@@ -62,6 +65,9 @@ bool set_function_lists(RoutingPolicy* policy, std::string_view write_list, std:
 bool set_primary_routing_patterns(RoutingPolicy* policy, std::string_view text, std::string* error);
 // "table_1:table_2,func():table_3".
 bool set_dml_adaptive_relationships(RoutingPolicy* policy, std::string_view text, std::string* error);
+// Adds the bare names of the tables a write changes, following dml_adaptive_object_relationship_list
+// from what `into` already holds; false when the write's tables are unknown (a writing function).
+bool add_written_tables(std::set<std::string>& into, const parser::Classification& cls, const RoutingPolicy& policy);
 
 // Where a SQL-level PREPAREd statement lives.
 struct PreparedRoute {

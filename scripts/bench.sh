@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Benchmark: pgbench against PostgreSQL directly and through splitpool, PgBouncer and pgpool-II, same primary.
 # Env: BENCH_SECONDS (10) per run, BENCH_ROUNDS (2, median taken), BENCH_CLIENTS (8), BENCH_THREADS (2),
-#      BENCH_SCALE (10), BENCH_OUT (bench-results.md), BENCH_TARGETS (direct splitpool pgbouncer pgpool),
+#      BENCH_SCALE (10), BENCH_OUT (bench-results.md), BENCH_TARGETS (direct relay splitpool pgbouncer pgpool),
 #      SPLITPOOL_BIN (bin/splitpool).
-# Ports: PostgreSQL 16432, splitpool 16500, PgBouncer 16501, pgpool-II 16502 (pcp 16503).
+# Ports: PostgreSQL 16432, splitpool 16500, PgBouncer 16501, pgpool-II 16502 (pcp 16503), relay 16504.
+# "relay" is scripts/bench_relay.c, a fork-per-client byte copier: the ceiling of any prefork proxy here.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/.." && pwd)
@@ -17,9 +18,9 @@ THREADS=${BENCH_THREADS:-2}
 SCALE=${BENCH_SCALE:-10}
 OUT=${BENCH_OUT:-bench-results.md}
 BIN=${SPLITPOOL_BIN:-$repo/bin/splitpool}
-read -r -a WANTED <<<"${BENCH_TARGETS:-direct splitpool pgbouncer pgpool}"
+read -r -a WANTED <<<"${BENCH_TARGETS:-direct relay splitpool pgbouncer pgpool}"
 PG_PORT=16432
-declare -A PORT=([direct]=$PG_PORT [splitpool]=16500 [pgbouncer]=16501 [pgpool]=16502)
+declare -A PORT=([direct]=$PG_PORT [splitpool]=16500 [pgbouncer]=16501 [pgpool]=16502 [relay]=16504)
 PCP_PORT=16503
 DB=bench
 
@@ -73,6 +74,7 @@ cleanup() {
     stop_server splitpool INT
     stop_server pgbouncer TERM
     stop_server pgpool INT
+    stop_server relay TERM
     if [ -n "$WORK" ]; then
         "$here/pg_cluster.sh" stop "$WORK/pg" >/dev/null 2>&1 || true
         rm -rf "$WORK"
@@ -199,6 +201,15 @@ EOF
     wait_target pgpool "$dir/pgpool.log"
 }
 
+start_relay() {
+    local dir=$WORK/relay
+    mkdir -p "$dir"
+    cc -O2 -o "$dir/bench_relay" "$here/bench_relay.c" 2>"$dir/build.log" ||
+        { log "skipping relay: it did not compile"; cat "$dir/build.log" >&2; return 1; }
+    spawn relay no "$dir/relay.log" "$dir/bench_relay" "${PORT[relay]}" "$PG_PORT"
+    wait_target relay "$dir/relay.log"
+}
+
 start_targets() {
     local name
     for name in "${WANTED[@]}"; do
@@ -211,6 +222,7 @@ start_targets() {
             splitpool) if start_splitpool; then TARGETS+=(splitpool); else stop_server splitpool INT; fi ;;
             pgbouncer) if start_pgbouncer; then TARGETS+=(pgbouncer); else stop_server pgbouncer TERM; fi ;;
             pgpool) if start_pgpool; then TARGETS+=(pgpool); else stop_server pgpool INT; fi ;;
+            relay) if start_relay; then TARGETS+=(relay); else stop_server relay TERM; fi ;;
             *) log "unknown target $name" ;;
         esac
     done
@@ -278,6 +290,8 @@ report() {
         echo "pgbench scale $SCALE, $CLIENTS clients / $THREADS threads, ${SECONDS_PER_RUN}s per run, median of $ROUNDS rounds."
         echo "TPS, ratio to direct in parentheses. Workloads: select-simple \`-S\`, select-prepared \`-S -M prepared\`,"
         echo "tpcb-like (default script), select-connect \`-S -C\` (a new connection per transaction)."
+        echo "relay: scripts/bench_relay.c, a fork-per-client byte copier with no parsing or pooling, the"
+        echo "ceiling for any process-per-client proxy on this machine (except -C, where it pays a fork per connection)."
         echo
         echo "$header"
         echo "$sep"

@@ -9,7 +9,7 @@ namespace splitpool::shm {
 
 constexpr uint32_t kMagic = 0x53504c54;  // "SPLT"
 // Bump whenever a struct below changes shape: a reader of another version refuses the segment.
-constexpr uint32_t kLayoutVersion = 2;
+constexpr uint32_t kLayoutVersion = 3;
 constexpr int kMaxNodes = 128;           // pgpool's MAX_NUM_BACKENDS
 constexpr int kNameLen = 64;
 constexpr int kHostLen = 256;
@@ -50,6 +50,8 @@ struct alignas(64) Header {
     std::atomic<uint64_t> query_duration_sum_us;
     std::atomic<uint64_t> query_count;
     std::atomic<uint64_t> sessions_total;     // every session served since start (children come and go)
+    // The recent-writes table had no room: until then (CLOCK_MONOTONIC ms) every table counts as written.
+    std::atomic<int64_t> recent_writes_full_until_ms;
 };
 
 // One backend node. Hot fields are atomics; the text fields are written by the parent only,
@@ -75,6 +77,17 @@ struct alignas(64) NodeSlot {
     char application_name[kNameLen];
 };
 
+// Cross-session read-your-writes: one slot per recently written table, packed into one word so a
+// writer updates it with a single compare-and-swap: the high 32 bits hash the table's bare name
+// (never 0), the low 32 bits are the write's CLOCK_MONOTONIC milliseconds modulo 2^32. A slot whose
+// write is older than the window is free for another table; a hash collision only sends a read to
+// the primary, never a read that must see a write to a standby.
+struct RecentWrite {
+    std::atomic<uint64_t> word;
+};
+constexpr int kRecentWrites = 4096;    // a power of two
+constexpr int kRecentWriteProbe = 8;  // slots tried from a table's home slot (one cache line)
+
 // The cancel key of one backend connection of a session.
 struct BackendKey {
     std::atomic<int32_t> pid;
@@ -99,14 +112,15 @@ struct alignas(64) ChildSlot {
 };
 
 static_assert(std::is_standard_layout_v<Header> && std::is_standard_layout_v<NodeSlot> &&
-              std::is_standard_layout_v<ChildSlot>);
+              std::is_standard_layout_v<ChildSlot> && std::is_standard_layout_v<RecentWrite>);
 static_assert(std::atomic<uint64_t>::is_always_lock_free && std::atomic<double>::is_always_lock_free &&
               std::atomic<uint8_t>::is_always_lock_free,
               "shared atomics must be lock-free: a lock inside a dead process would wedge the others");
 
-// Segment = Header, then NodeSlot[kMaxNodes], then ChildSlot[num_children].
-constexpr size_t segment_size(uint32_t num_children) {
-    return sizeof(Header) + sizeof(NodeSlot) * kMaxNodes + sizeof(ChildSlot) * num_children;
-}
+// Segment = Header, NodeSlot[kMaxNodes], RecentWrite[kRecentWrites], then ChildSlot[num_children].
+constexpr size_t kRecentWritesOffset = sizeof(Header) + sizeof(NodeSlot) * kMaxNodes;
+constexpr size_t kChildrenOffset = kRecentWritesOffset + sizeof(RecentWrite) * kRecentWrites;
+constexpr size_t segment_size(uint32_t num_children) { return kChildrenOffset + sizeof(ChildSlot) * num_children; }
+static_assert(kRecentWritesOffset % 64 == 0 && kChildrenOffset % 64 == 0);
 
 }  // namespace splitpool::shm

@@ -38,13 +38,34 @@ void copy_text(char* dst, size_t cap, const std::string& src) {
 
 std::string read_text(const char* src, size_t cap) { return std::string(src, strnlen(src, cap)); }
 
+// FNV-1a over the lowercased name: the home slot from the low bits, the 32-bit tag from the rest.
+uint64_t relation_hash(std::string_view relation) {
+    uint64_t h = 1469598103934665603ull;
+    for (char ch : relation) {
+        h ^= static_cast<unsigned char>(ch >= 'A' && ch <= 'Z' ? ch - 'A' + 'a' : ch);
+        h *= 1099511628211ull;
+    }
+    return h;
+}
+
+uint32_t relation_tag(uint64_t hash) {
+    auto tag = static_cast<uint32_t>(hash >> 32);
+    return tag ? tag : 1;  // 0 marks a slot never used
+}
+
+// Modular age of a 32-bit millisecond stamp; wrap-around only ever makes an old entry look recent.
+bool within(uint64_t word, int64_t now_ms, int64_t window_ms) {
+    return word != 0 && int64_t(uint32_t(uint32_t(now_ms) - uint32_t(word))) < window_ms;
+}
+
 }  // namespace
 
 StatusTable::StatusTable(std::unique_ptr<Segment> segment) : segment_(std::move(segment)) {
     char* base = static_cast<char*>(segment_->data());
     header_ = reinterpret_cast<Header*>(base);
     nodes_ = reinterpret_cast<NodeSlot*>(base + sizeof(Header));
-    children_ = reinterpret_cast<ChildSlot*>(base + sizeof(Header) + sizeof(NodeSlot) * kMaxNodes);
+    recent_writes_ = reinterpret_cast<RecentWrite*>(base + kRecentWritesOffset);
+    children_ = reinterpret_cast<ChildSlot*>(base + kChildrenOffset);
 }
 
 std::unique_ptr<StatusTable> StatusTable::create(const std::string& name, uint32_t num_children,
@@ -55,7 +76,8 @@ std::unique_ptr<StatusTable> StatusTable::create(const std::string& name, uint32
     // The segment is zeroed; constructing in place makes the atomics' lifetime start formally.
     auto* header = new (base) Header{};
     auto* nodes = new (static_cast<char*>(base) + sizeof(Header)) NodeSlot[kMaxNodes]{};
-    new (reinterpret_cast<char*>(nodes) + sizeof(NodeSlot) * kMaxNodes) ChildSlot[num_children]{};
+    new (static_cast<char*>(base) + kRecentWritesOffset) RecentWrite[kRecentWrites]{};
+    new (static_cast<char*>(base) + kChildrenOffset) ChildSlot[num_children]{};
     header->layout_version = kLayoutVersion;
     header->num_children = num_children;
     header->primary_node = -1;
@@ -149,6 +171,36 @@ void StatusTable::reset_child(int slot, int32_t pid) {
     c.started_at = pid ? static_cast<int64_t>(time(nullptr)) : 0;
     c.state = static_cast<uint8_t>(pid ? ChildState::WaitingForClient : ChildState::Gone);
     c.pid = pid;
+}
+
+void StatusTable::note_relation_written(std::string_view relation, int64_t now_ms, int64_t window_ms) {
+    uint64_t hash = relation_hash(relation);
+    uint32_t tag = relation_tag(hash);
+    uint64_t fresh = uint64_t(tag) << 32 | uint32_t(now_ms);
+    for (int i = 0; i < kRecentWriteProbe; ++i) {
+        std::atomic<uint64_t>& slot = recent_writes_[(hash + uint64_t(i)) & (kRecentWrites - 1)].word;
+        uint64_t seen = slot.load(std::memory_order_acquire);
+        // Take the slot when it is ours or free; a lost race re-examines what the winner left.
+        while (uint32_t(seen >> 32) == tag || !within(seen, now_ms, window_ms)) {
+            bool ours_and_newer = uint32_t(seen >> 32) == tag && int32_t(uint32_t(seen) - uint32_t(now_ms)) > 0;
+            if (ours_and_newer || slot.compare_exchange_weak(seen, fresh, std::memory_order_acq_rel)) return;
+        }
+    }
+    // No room near the home slot: until the window passes, every table counts as written.
+    int64_t until = now_ms + window_ms, old = header_->recent_writes_full_until_ms.load();
+    while (old < until && !header_->recent_writes_full_until_ms.compare_exchange_weak(old, until)) {
+    }
+}
+
+bool StatusTable::relation_written_within(std::string_view relation, int64_t now_ms, int64_t window_ms) const {
+    if (header_->recent_writes_full_until_ms.load(std::memory_order_relaxed) > now_ms) return true;
+    uint64_t hash = relation_hash(relation);
+    uint32_t tag = relation_tag(hash);
+    for (int i = 0; i < kRecentWriteProbe; ++i) {
+        uint64_t word = recent_writes_[(hash + uint64_t(i)) & (kRecentWrites - 1)].word.load(std::memory_order_acquire);
+        if (uint32_t(word >> 32) == tag && within(word, now_ms, window_ms)) return true;
+    }
+    return false;
 }
 
 int StatusTable::find_cancel_key(int32_t pid, uint32_t secret) const {

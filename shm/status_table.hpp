@@ -3,6 +3,7 @@
 
 #include <memory>
 #include <string>
+#include <string_view>
 
 #include "shm/layout.hpp"
 #include "shm/segment.hpp"
@@ -49,6 +50,11 @@ public:
     void set_node_status(int id, NodeStatus status);
     NodeSnapshot snapshot() const;
 
+    // Cross-session read-your-writes, by the table's bare name (case-insensitive); times are
+    // CLOCK_MONOTONIC milliseconds, the same clock in every process.
+    void note_relation_written(std::string_view relation, int64_t now_ms, int64_t window_ms);
+    bool relation_written_within(std::string_view relation, int64_t now_ms, int64_t window_ms) const;
+
     // children
     int num_children() const { return static_cast<int>(header_->num_children); }
     ChildSlot& child(int slot) const { return children_[slot]; }
@@ -63,6 +69,7 @@ private:
     std::unique_ptr<Segment> segment_;
     Header* header_;
     NodeSlot* nodes_;
+    RecentWrite* recent_writes_;
     ChildSlot* children_;
 };
 

@@ -390,8 +390,10 @@ class Cluster:
         return psql(self.ports[node], sql, db=db, host=self.dir).stdout.strip()
 
     def wait_replicas_caught_up(self, timeout=30):
-        """Waits until every replica has replayed the primary's current WAL position."""
-        lsn = self.sql(0, "select pg_current_wal_lsn()")
+        """Waits until every replica has replayed everything the primary has logged so far."""
+        # The insert position, not pg_current_wal_lsn(): with synchronous_commit = off (pg_cluster.sh)
+        # a commit record may still sit in the WAL buffers, behind the write position.
+        lsn = self.sql(0, "select pg_current_wal_insert_lsn()")
         for node in range(1, self.replicas + 1):
             wait_until(lambda: self.sql(node, f"select pg_last_wal_replay_lsn() >= '{lsn}'::pg_lsn") == "t",
                        timeout, f"replica node{node} to replay {lsn}")

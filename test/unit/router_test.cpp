@@ -34,7 +34,7 @@ struct FakeOracle final : daemon::RouteOracle {
     bool is_volatile_function(std::string_view n) const override { return volatile_fns.count(n) > 0; }
     bool is_temp_table(std::string_view r) const override { return temp.count(r) > 0; }
     bool is_unlogged_table(std::string_view r) const override { return unlogged.count(r) > 0; }
-    bool recently_written(std::string_view r) const override { return hot.count(r) > 0; }
+    bool recently_written(std::string_view r, int window_ms) const override { return window_ms > 0 && hot.count(r) > 0; }
     bool lagging(int node) const override { return lag.count(node) > 0; }
 };
 
@@ -87,7 +87,7 @@ void apply_policy_token(Env& e, const std::string& t) {
     else if (t == "notemp") p.check_temp_table = daemon::CheckTempTable::None;
     else if (t == "nounlogged") p.check_unlogged_table = false;
     else if (t == "oracle") p.oracle = &e.oracle;
-    else if (t == "ryw") p.cross_session_read_your_writes = true;
+    else if (t == "ryw") p.read_your_writes_window_ms = 1000;
     else if (t == "prefer") p.prefer_lower_delay_standby = true;
     else if (t == "wfl") REQUIRE(daemon::set_function_lists(&p, "nextval,setval,my_.*", "", &err));
     else if (t == "rofl") REQUIRE(daemon::set_function_lists(&p, "", "count,now,lower,safe_.*", &err));

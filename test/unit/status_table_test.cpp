@@ -104,3 +104,48 @@ TEST_CASE("snapshot copies status, role and weight") {
     CHECK(t->node(2).status_changed_at > 0);
     Segment::remove(test_name());
 }
+
+TEST_CASE("recent writes: a table counts as written for the window, by bare name, across processes") {
+    std::string err;
+    auto t = StatusTable::create(test_name(), 2, &err);
+    REQUIRE(t);
+    const int64_t now = 5'000'000'000;  // beyond 2^32 ms: the stamps wrap and must still compare
+    CHECK_FALSE(t->relation_written_within("orders", now, 1000));
+    t->note_relation_written("orders", now, 1000);
+    CHECK(t->relation_written_within("orders", now, 1000));
+    CHECK(t->relation_written_within("ORDERS", now + 999, 1000));
+    CHECK_FALSE(t->relation_written_within("orders", now + 1000, 1000));
+    CHECK_FALSE(t->relation_written_within("order_lines", now, 1000));
+    // A later write renews the entry; an earlier stamp arriving late does not move it back.
+    t->note_relation_written("orders", now + 800, 1000);
+    t->note_relation_written("orders", now + 100, 1000);
+    CHECK(t->relation_written_within("orders", now + 1500, 1000));
+    pid_t pid = fork();
+    if (pid == 0) {
+        auto other = StatusTable::open(test_name(), nullptr);
+        if (other) other->note_relation_written("customers", now + 10, 1000);
+        _exit(other ? 0 : 1);
+    }
+    int status = 0;
+    waitpid(pid, &status, 0);
+    CHECK(status == 0);
+    CHECK(t->relation_written_within("customers", now + 20, 1000));
+    Segment::remove(test_name());
+}
+
+TEST_CASE("recent writes: when the table is full every table counts as written for the window") {
+    std::string err;
+    auto t = StatusTable::create(test_name(), 1, &err);
+    REQUIRE(t);
+    const int64_t now = 1000;
+    // Far more live entries than slots: some land beyond their home slot's probe range.
+    for (int i = 0; i < kRecentWrites * 2; ++i) t->note_relation_written("t" + std::to_string(i), now, 60000);
+    CHECK(t->header().recent_writes_full_until_ms.load() == now + 60000);
+    CHECK(t->relation_written_within("never_written", now + 59999, 60000));
+    CHECK_FALSE(t->relation_written_within("never_written", now + 60000, 60000));
+    // Expired entries free their slots again.
+    t->note_relation_written("fresh", now + 70000, 1000);
+    CHECK(t->relation_written_within("fresh", now + 70000, 1000));
+    CHECK_FALSE(t->relation_written_within("t1", now + 70000, 1000));
+    Segment::remove(test_name());
+}

@@ -236,3 +236,22 @@ def test_without_read_your_writes_other_sessions_read_standbys(splitpool, cluste
     with connect(sp.port, dbname="sp_test") as reader, connect(sp.port, dbname="sp_test") as writer:
         writer.execute("insert into ryw_off values (1)")
         assert read_port_and_count(reader, "ryw_off")[0] in cluster.ports[1:]
+
+
+def test_catalog_lookups_inside_a_transaction_keep_reads_balanced(splitpool, cluster, table):
+    # check_temp_table = catalog needs a pg_class lookup on the primary; in a session that starts
+    # with a transaction (psycopg's default) it runs inside that transaction, under a savepoint.
+    sp = splitpool(backend=cluster.backends(weights=(0, 1, 1)), disable_load_balance_on_write="off")
+    standbys, primary = cluster.ports[1:], cluster.ports[0]
+    with connect(sp.port, dbname="sp_test", autocommit=False) as c:
+        assert read_port_and_count(c, "rt_big") in [(p, 1000) for p in standbys]
+        c.execute("savepoint mine")
+        c.execute("create temp table scratch(id int)")
+        c.execute("insert into scratch values (1)")
+        # the lookup inside the transaction sees the session's temporary table
+        assert read_port_and_count(c, "scratch") == (primary, 1)
+        c.execute("rollback to savepoint mine")  # the client's own savepoint is intact
+        i = fresh_id(c)
+        c.execute("insert into rt values (%s, 'lookup')", (i,))
+        c.commit()
+    assert cluster.sql(0, f"select v from rt where id = {i}", db="sp_test") == "lookup"

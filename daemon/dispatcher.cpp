@@ -184,10 +184,10 @@ void Dispatcher::note_ready(char status) {
     // Other sessions see a write once its transaction is over: for the window after that, their
     // reads of its tables go to the primary (read_your_writes_window).
     if (status != 'I' || unpublished_writes_.empty()) return;
-    int window = policy().read_your_writes_window_ms;
-    int64_t now = io::now_ms();
-    for (const std::string& table : unpublished_writes_)
-        if (window > 0) ctx_.table.note_relation_written(table, now, window);
+    if (int window = policy().read_your_writes_window_ms; window > 0) {
+        int64_t now = io::now_ms();
+        for (const std::string& table : unpublished_writes_) ctx_.table.note_relation_written(table, now, window);
+    }
     unpublished_writes_.clear();
 }
 

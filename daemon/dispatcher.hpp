@@ -81,8 +81,8 @@ public:
     int primary() const { return primary_; }
     // A standby refused this statement (by cache key): it goes to the primary from now on.
     void remember_primary_only(const std::string& key) { ctx_.primary_only.insert(key); }
-    // Each ReadyForQuery the client sees: keeps the router's transaction state exact.
-    // The primary's ReadyForQuery status: ends transactions and publishes their writes.
+    // Each ReadyForQuery the client sees: keeps the router's transaction state exact and publishes
+    // the writes of a finished transaction (read_your_writes_window).
     void note_ready(char status);
 
 private:

@@ -6,6 +6,8 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <cstdlib>
+#include <cstring>
 #include <filesystem>
 
 #include <toml++/toml.h>
@@ -60,6 +62,14 @@ std::optional<std::string> prompt_secret(const char* prompt, size_t max_length, 
         return std::nullopt;
     }
     return line;
+}
+
+std::string user_name_argument(const char* arg) {
+    if (std::strlen(arg) > kMaxUserNameLength) {
+        std::fprintf(stderr, "Error: input exceeds maximum username length!\n\n");
+        std::exit(EXIT_FAILURE);
+    }
+    return arg;
 }
 
 std::string current_user_name() {

@@ -18,6 +18,9 @@ std::string version_string();
 // pgpool, refuses when stdin is not a terminal. nullopt with `error` set on failure.
 std::optional<std::string> prompt_secret(const char* prompt, size_t max_length, std::string* error);
 
+// The -u argument; exits with pgpool's message when it is longer than a user name may be.
+std::string user_name_argument(const char* arg);
+
 // The user running the tool (pgpool: getpwuid(getuid())); empty if unknown.
 std::string current_user_name();
 

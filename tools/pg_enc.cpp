@@ -78,11 +78,7 @@ Options parse_options(int argc, char** argv) {
         case 'k': o.key_file = optarg; break;
         case 'K': o.key = optarg; break;
         case 'u':
-            if (std::string(optarg).size() > tools::kMaxUserNameLength) {
-                std::fprintf(stderr, "Error: input exceeds maximum username length!\n\n");
-                std::exit(EXIT_FAILURE);
-            }
-            o.user = optarg;
+            o.user = tools::user_name_argument(optarg);
             break;
         case 'h': print_usage(argv[0], EXIT_SUCCESS); break;
         default: print_usage(argv[0], EXIT_FAILURE); break;  // pgpool exits 0 here; a typo is a failure

@@ -29,10 +29,6 @@ struct NodeInfo {
     long status_changed_time = 0;
 };
 
-struct ConfigItem {
-    std::string name, value, description;
-};
-
 struct ConnectOptions {
     std::string host;          // empty: Unix socket in /tmp; "/dir": Unix socket in dir; else TCP
     int port = 9898;

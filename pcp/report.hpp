@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "daemon/config.hpp"
+#include "pcp/wire.hpp"
 #include "shm/status_table.hpp"
 
 namespace splitpool::pcp {
@@ -34,10 +35,6 @@ std::string reported_backend_role(const daemon::Config& config, const shm::Statu
 // "%f" of a double.
 std::string format_double(double value);
 
-// One configuration item of pcp_pool_status / SHOW POOL_STATUS.
-struct ConfigItem {
-    std::string name, value, description;
-};
 // Every key of the key table with its value, then the per-node backend items.
 std::vector<ConfigItem> pool_status_items(const daemon::Config& config, const shm::StatusTable& table);
 // The per-node items alone (backend_hostname0, backend_port0, ...).

@@ -19,6 +19,11 @@ constexpr size_t kSaltLength = 4;
 constexpr int kMaxNodeId = 128;       // pgpool's MAX_NUM_BACKENDS, quoted in its error texts
 constexpr double kRandMax = 2147483647.0;  // pgpool ships weights scaled by RAND_MAX
 
+// One configuration item of pcp_pool_status / SHOW POOL_STATUS: built by the server, read by the tool.
+struct ConfigItem {
+    std::string name, value, description;
+};
+
 // The marker strings that open each reply body.
 inline constexpr std::string_view kCommandComplete = "CommandComplete";
 inline constexpr std::string_view kArraySize = "ArraySize";

@@ -9,7 +9,6 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
-#include <ctime>
 
 #ifndef SPLITPOOL_VERSION
 #define SPLITPOOL_VERSION "0.1.0"
@@ -304,15 +303,6 @@ void print_titled(const std::vector<std::pair<std::string, std::string>>& rows) 
     for (const auto& r : rows) width = std::max(width, r.first.size());
     for (const auto& r : rows) printf("%-*s : %s\n", int(width), r.first.c_str(), r.second.c_str());
     printf("\n");
-}
-
-std::string local_time(long unix_seconds) {
-    time_t t = time_t(unix_seconds);
-    tm local{};
-    localtime_r(&t, &local);
-    char buf[20];
-    strftime(buf, sizeof buf, "%F %T", &local);
-    return buf;
 }
 
 }  // namespace splitpool::pcp::tools

@@ -49,7 +49,4 @@ void print_command_successful(Tool tool);
 // pgpool's -v layout: each title padded to the longest, " : ", the value; a blank line after.
 void print_titled(const std::vector<std::pair<std::string, std::string>>& rows);
 
-// "%Y-%m-%d %H:%M:%S" of a unix time in local time (pgpool's "%F %T").
-std::string local_time(long unix_seconds);
-
 }  // namespace splitpool::pcp::tools

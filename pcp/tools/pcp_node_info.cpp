@@ -1,6 +1,7 @@
 // pcp_node_info: one line (or with -v one block) per backend node, in pgpool 4.3's format.
 #include <cstdio>
 
+#include "pcp/report.hpp"
 #include "pcp/tools/cli_common.hpp"
 
 using namespace splitpool::pcp;
@@ -32,7 +33,7 @@ std::string printf_string(const char* format, double value) {
 
 void print_node(const NodeInfo& n, bool verbose) {
     double weight = n.weight / kRandMax;
-    std::string changed = tools::local_time(n.status_changed_time);
+    std::string changed = format_timestamp(n.status_changed_time);
     if (!verbose) {
         printf("%s %d %d %f %s %s %s %s %lu %s %s %s\n", n.hostname.c_str(), n.port, n.status, weight,
                status_name(n), n.pg_status.c_str(), role_name(n.role), n.pg_role.c_str(),

@@ -77,6 +77,19 @@ std::string current_user_name() {
     return pw != nullptr && pw->pw_name != nullptr ? pw->pw_name : "";
 }
 
+std::string entry_user_name(const std::string& user) {
+    std::string name = user.empty() ? current_user_name() : user;
+    if (name.empty()) std::fprintf(stderr, "getpwuid() failed\n\n");
+    return name;
+}
+
+bool open_input_file(const std::string& path, std::ifstream& in) {
+    std::fprintf(stdout, "trying to read username:password pairs from file %s\n", path.c_str());
+    in.open(path);
+    if (!in) std::fprintf(stderr, "failed to open input_file \"%s\" (%m)\n\n", path.c_str());
+    return bool(in);
+}
+
 bool pool_passwd_path(const std::string& config_file, std::string* path, std::string* error) {
     std::string name = "pool_passwd";
     try {

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cstddef>
+#include <fstream>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -23,6 +24,11 @@ std::string user_name_argument(const char* arg);
 
 // The user running the tool (pgpool: getpwuid(getuid())); empty if unknown.
 std::string current_user_name();
+// Whose pool_passwd entry to write: -u's user, else the user running the tool; empty after printing
+// pgpool's message when neither is known.
+std::string entry_user_name(const std::string& user);
+// Opens an -i file, printing pgpool's messages; false when it cannot be read.
+bool open_input_file(const std::string& path, std::ifstream& in);
 
 // pool_passwd's path from the TOML config: the `pool_passwd` key (default "pool_passwd"), relative to
 // the config file's folder. False with `error` when the config cannot be read or disables pool_passwd.

@@ -133,21 +133,14 @@ bool encrypt_one(const Options& o, const std::string& user, const std::string& p
         std::fprintf(stdout, "pool_passwd string: AES%s\n", b64->c_str());
         return true;
     }
-    std::string name = user.empty() ? tools::current_user_name() : user;
-    if (name.empty()) {
-        std::fprintf(stderr, "getpwuid() failed\n\n");
-        return false;
-    }
+    std::string name = tools::entry_user_name(user);
+    if (name.empty()) return false;
     return tools::write_pool_passwd_entry(o.config_file, name, "AES" + *b64);
 }
 
 bool process_input_file(const Options& o, const std::string& key) {
-    std::fprintf(stdout, "trying to read username:password pairs from file %s\n", o.input_file.c_str());
-    std::ifstream in(o.input_file);
-    if (!in) {
-        std::fprintf(stderr, "failed to open input_file \"%s\" (%m)\n\n", o.input_file.c_str());
-        return false;
-    }
+    std::ifstream in;
+    if (!tools::open_input_file(o.input_file, in)) return false;
     std::string line;
     bool ok = true;
     for (int n = 1; std::getline(in, line); ++n) {

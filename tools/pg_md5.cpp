@@ -80,11 +80,8 @@ bool emit(const Options& o, const std::string& user, const std::string& password
         std::printf("%s\n", hex.c_str());
         return true;
     }
-    std::string name = user.empty() ? tools::current_user_name() : user;
-    if (name.empty()) {
-        std::fprintf(stderr, "getpwuid() failed\n\n");
-        return false;
-    }
+    std::string name = tools::entry_user_name(user);
+    if (name.empty()) return false;
     std::string stored = auth::pg_md5_stored(password, name);
     if (stored.empty()) {
         std::fprintf(stderr, "md5 is not available in this OpenSSL build\n");
@@ -94,12 +91,8 @@ bool emit(const Options& o, const std::string& user, const std::string& password
 }
 
 bool process_input_file(const Options& o) {
-    std::fprintf(stdout, "trying to read username:password pairs from file %s\n", o.input_file.c_str());
-    std::ifstream in(o.input_file);
-    if (!in) {
-        std::fprintf(stderr, "failed to open input_file \"%s\" (%m)\n\n", o.input_file.c_str());
-        return false;
-    }
+    std::ifstream in;
+    if (!tools::open_input_file(o.input_file, in)) return false;
     std::string line;
     bool ok = true;
     for (int n = 1; std::getline(in, line); ++n) {

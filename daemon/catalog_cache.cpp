@@ -58,8 +58,6 @@ bool CatalogCache::is_unlogged_table(std::string_view relation) const {
 }
 
 bool CatalogCache::recently_written(std::string_view relation, int window_ms) const {
-    size_t dot = relation.rfind('.');
-    if (dot != std::string_view::npos) relation.remove_prefix(dot + 1);  // writes are noted by bare name
     return table_ && table_->relation_written_within(relation, io::now_ms(), window_ms);
 }
 

@@ -104,7 +104,9 @@ std::string_view relation_rule(const SessionRouteState& s, const Classification&
         if (p.check_temp_table == CheckTempTable::Catalog && p.oracle && p.oracle->is_temp_table(r))
             return "temporary table";
         if (p.check_unlogged_table && p.oracle && p.oracle->is_unlogged_table(r)) return "unlogged table";
-        if (p.read_your_writes_window_ms > 0 && p.oracle && p.oracle->recently_written(r, p.read_your_writes_window_ms))
+        // writes are noted by bare name (add_written_tables)
+        if (p.read_your_writes_window_ms > 0 && p.oracle &&
+            p.oracle->recently_written(bare_name(r), p.read_your_writes_window_ms))
             return "recently written (read-your-writes)";
     }
     return {};

@@ -29,7 +29,7 @@ public:
     virtual bool is_volatile_function(std::string_view name) const { return (void)name, false; }
     virtual bool is_temp_table(std::string_view relation) const { return (void)relation, false; }        // check_temp_table = catalog
     virtual bool is_unlogged_table(std::string_view relation) const { return (void)relation, false; }    // check_unlogged_table
-    // Cross-session read-your-writes: some session wrote the table less than window_ms ago.
+    // Cross-session read-your-writes: some session wrote the table (bare name) less than window_ms ago.
     virtual bool recently_written(std::string_view relation, int window_ms) const {
         return (void)relation, (void)window_ms, false;
     }

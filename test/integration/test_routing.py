@@ -40,7 +40,7 @@ def test_writes_go_to_the_primary_and_reads_are_balanced(splitpool, cluster, tab
 def test_weighted_distribution_over_sessions(splitpool, cluster, table):
     sp = splitpool(backend=cluster.backends(weights=(1, 2, 2)))
     counts = {p: 0 for p in cluster.ports}
-    sessions = 300
+    sessions = 1000  # at least the 300 the issue names; at 300 a correct balancer misses 7 points ~3% of runs
     for _ in range(sessions):
         with connect(sp.port, dbname="sp_test") as c:
             counts[port_of(c)] += 1

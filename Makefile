@@ -120,7 +120,8 @@ all: deps $(PROGRAMS)
 deps:
 	$(Q)scripts/install-deps.sh
 
-$(BUILD)/%.o: %.cpp
+# Order-only on deps: with -j, packages (headers) must be installed before anything compiles.
+$(BUILD)/%.o: %.cpp | deps
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo "  CXX $<")
 	$(Q)$(CXX) $(CXXFLAGS) -c $< -o $@

@@ -9,7 +9,7 @@ packages=(
     build-essential g++ make pkg-config
     libev-dev libssl-dev libpg-query-dev libprotobuf-c-dev libtomlplusplus-dev libboost-dev doctest-dev
     "postgresql-15|postgresql" "postgresql-client-15|postgresql-client"
-    python3 python3-pytest python3-psycopg
+    python3 python3-pytest python3-psycopg python3-psycopg2 python3-asyncpg
     openssl procps iproute2 curl tcpdump
 )
 

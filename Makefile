@@ -42,6 +42,7 @@ LIB_SRCS := \
 	daemon/admin_sql.cpp \
 	daemon/metrics.cpp \
 	daemon/router.cpp \
+	daemon/session_model.cpp \
 	daemon/balancer.cpp \
 	daemon/backend.cpp \
 	daemon/backend_pool.cpp \

@@ -169,7 +169,7 @@ private:
                         active > config_.num_init_children - config_.reserved_connections;
         SessionContext ctx{config_,  table_,  slot_,          pool_,
                            g_loop,   &g_fast_stop, digest_salt_, too_many,
-                           header.active_clients, classifications_, catalog_, primary_only_,
+                           header.active_clients, classifications_, catalog_,
                            policy_,  auth_files_,  tls_server_.get(), tls_backend_.get()};
         serve_client(ctx, fd);
         ++served_;
@@ -202,7 +202,6 @@ private:
     BackendPool pool_;
     parser::ClassificationCache classifications_;
     CatalogCache catalog_;
-    std::set<std::string> primary_only_;
     RoutingPolicy policy_;
     AuthFiles auth_files_;
     io::SslCtxPtr tls_server_;

@@ -44,6 +44,26 @@ Names names_of(char type, const char* msg, size_t size) {
     return n;
 }
 
+constexpr std::string_view kSync{"S\0\0\0\4", 5};
+
+bool in_transaction(const std::vector<NodeView>& nodes) {
+    for (const NodeView& n : nodes)
+        if (n.connected && n.tx_status != 'I') return true;
+    return false;
+}
+
+int failed_node(const std::vector<NodeView>& nodes) {
+    for (size_t i = 0; i < nodes.size(); ++i)
+        if (nodes[i].connected && nodes[i].tx_status == 'E') return int(i);
+    return -1;
+}
+
+std::string_view parse_text(std::string_view parse) {
+    proto::Reader r(parse.data() + 5, parse.size() - 5);
+    r.cstr();  // the statement name
+    return r.cstr();
+}
+
 }  // namespace
 
 bool routing_policy_for(const Config& c, RoutingPolicy* p, std::string* error) {
@@ -73,11 +93,22 @@ Dispatcher::Dispatcher(DispatchContext ctx, const std::string& database, const s
     : ctx_(std::move(ctx)), rng_(std::random_device{}()) {
     shm::NodeSnapshot snapshot = ctx_.table.snapshot();
     primary_ = snapshot.primary >= 0 && snapshot.primary < int(ctx_.config.backends.size()) ? snapshot.primary : 0;
-    route_state_.database = database;
-    route_state_.user = user;
-    route_state_.application_name = application_name;
-    start_session(route_state_, snapshot, policy(), rng_);
+    model_.database = database;
+    model_.user = user;
+    model_.application_name = application_name;
+    start_session(model_, snapshot, policy(), rng_);
     ctx_.catalog.new_session();
+}
+
+// A Query after a Flush-ended batch (asyncpg prepares with Parse/Describe/Flush) first closes that
+// batch with a Sync on its node, as PostgreSQL's own Query would end the implicit transaction; the
+// relay holds the Query until that ReadyForQuery (which the client never sees) has arrived.
+bool Dispatcher::close_pinned_batch(Plan& plan) {
+    if (pinned_node_ < 0) return false;
+    Send s{pinned_node_, Delivery::Swallow, std::string(kSync)};
+    plan.sends.push_back(std::move(s));
+    pinned_node_ = -1;
+    return true;
 }
 
 bool Dispatcher::needs_idle(char type) const {
@@ -88,78 +119,61 @@ bool Dispatcher::needs_idle(char type) const {
     }
 }
 
-std::string Dispatcher::query_of(const char* msg, size_t size) const {
-    proto::Reader r(msg + 5, size - 5);
-    return std::string(r.cstr());
+void Dispatcher::begin_plan(const std::vector<NodeView>& nodes) {
+    start_.used = model_.session_nodes;
+    start_.settings = model_.settings.size();
+    start_.transaction_log = model_.transaction_log.size();
+    start_.in_transaction = in_transaction(nodes);
+    start_.prepared.reset();
+    start_.idle.reset();
+    for (size_t i = 0; i < nodes.size() && i < size_t(shm::kMaxNodes); ++i)
+        start_.idle.set(i, !nodes[i].connected || nodes[i].tx_status == 'I');
 }
 
-bool Dispatcher::in_transaction(const std::vector<NodeView>& nodes) const {
-    for (const NodeView& n : nodes)
-        if (n.connected && n.tx_status != 'I') return true;
-    return false;
-}
-
-int Dispatcher::failed_node(const std::vector<NodeView>& nodes) const {
-    for (size_t i = 0; i < nodes.size(); ++i)
-        if (nodes[i].connected && nodes[i].tx_status == 'E') return int(i);
-    return -1;
-}
-
-// A node joining an open transaction first gets the transaction's BEGIN and its savepoints, so a
-// later ROLLBACK TO SAVEPOINT, COMMIT or failure treats it like every other node of the transaction.
-void Dispatcher::add_send(int node, Delivery delivery, std::string bytes, const std::vector<NodeView>& nodes,
-                          Plan& plan, int ready_count) {
-    bool joined_in_plan = false;
-    for (const Send& s : plan.sends) joined_in_plan = joined_in_plan || s.node == node;
-    const NodeView& view = nodes[size_t(node)];
-    bool idle_node = !view.connected || view.tx_status == 'I';
-    if (!joined_in_plan && idle_node && in_transaction(nodes)) {
-        std::vector<std::string> statements = join_transaction_statements(route_state_);
-        std::string join;
-        for (const auto& sql : statements) join += query_message(sql);
-        Send s{node, Delivery::Swallow, std::move(join)};
-        s.ready_count = int(statements.size());
-        if (s.ready_count > 0) plan.sends.push_back(std::move(s));
+// Before a node's first bytes in a plan: the session's settings when the session has not used it
+// yet (a pooled or newly connected node), then, inside a transaction it has not joined, the
+// transaction's BEGIN, savepoints and settings, so it behaves like every other node of the session.
+void Dispatcher::add_send(int node, Delivery delivery, std::string bytes, Plan& plan, int ready_count) {
+    if (node >= 0 && node < shm::kMaxNodes && !start_.prepared.test(size_t(node))) {
+        start_.prepared.set(size_t(node));
+        int ready = 0;
+        std::string prefix;
+        if (!start_.used.test(size_t(node))) prefix = replay_bytes(model_, start_.settings, &ready);
+        bool joined = false;
+        for (const Send& s : plan.sends) joined = joined || s.node == node;
+        if (start_.in_transaction && !joined && start_.idle.test(size_t(node))) {
+            int join = 0;
+            prefix += join_transaction_bytes(model_, start_.transaction_log, &join);
+            ready += join;
+        }
+        if (ready > 0) {
+            Send s{node, Delivery::Swallow, std::move(prefix)};
+            s.ready_count = ready;
+            plan.sends.push_back(std::move(s));
+        }
     }
-    Send s;
-    s.node = node;
-    s.delivery = delivery;
-    s.bytes = std::move(bytes);
+    if (node >= 0 && node < shm::kMaxNodes) model_.session_nodes.set(size_t(node));
+    Send s{node, delivery, std::move(bytes)};
     s.ready_count = ready_count;
     plan.sends.push_back(std::move(s));
 }
 
-// Statements every node of the session (or of the transaction) must see: the client's reply comes
-// from the primary when it takes part, else from the first node taking part.
-void Dispatcher::fan_out(const Classification& cls, const std::string& bytes, const std::vector<NodeView>& nodes,
-                         bool tx_only, Plan& plan) {
+// Inside a failed transaction every statement goes to the failed node, which answers 25P02 as
+// PostgreSQL would; COMMIT and ROLLBACK still end the transaction on every node (as ROLLBACK).
+RouteDecision Dispatcher::on_failed_node(RouteDecision d, const std::vector<NodeView>& nodes) const {
     int failed = failed_node(nodes);
-    bool ending = cls.kind == Kind::Commit || cls.kind == Kind::Rollback;
-    std::vector<int> targets;
-    for (size_t i = 0; i < nodes.size(); ++i) {
-        bool take = nodes[i].connected && (!tx_only || nodes[i].tx_status != 'I');
-        if (take) targets.push_back(int(i));
-    }
-    if (targets.empty()) targets.push_back(primary_);
-    int forward = failed >= 0 ? failed : primary_;
-    if (std::find(targets.begin(), targets.end(), forward) == targets.end()) forward = targets.front();
-    for (int node : targets) {
-        // COMMIT of a transaction that failed anywhere must not commit anywhere: the failed node
-        // answers as PostgreSQL does (ROLLBACK), the others are rolled back quietly.
-        bool rollback_instead = ending && failed >= 0 && node != failed;
-        std::string out = rollback_instead ? query_message("ROLLBACK") : bytes;
-        Send s{node, node == forward ? Delivery::Forward : Delivery::Swallow, std::move(out)};
-        plan.sends.push_back(std::move(s));
-    }
+    if (failed < 0) return d;
+    if (!d.ends_transaction) d.nodes.reset();
+    d.nodes.set(size_t(failed));
+    d.node = failed;
+    d.target = d.ends_transaction ? Target::Transaction : Target::Primary;
+    d.load_balanced = false;
+    d.counts_as_write = false;
+    d.prepared = nullptr;
+    return d;
 }
 
-// Where one statement runs. Inside a failed transaction every statement goes to the failed node,
-// which answers 25P02 exactly as PostgreSQL would.
-int Dispatcher::target_for(const Classification& cls, std::string_view sql, const std::vector<NodeView>& nodes,
-                           bool& balanced) {
-    balanced = false;
-    int failed = failed_node(nodes);
-    if (failed >= 0) return failed;
+RouteDecision Dispatcher::decide(const Classification& cls, std::string_view sql, const PreparedStatement* prepared) {
     const RoutingPolicy& policy = this->policy();
     if (ctx_.side_query && (!cls.functions.empty() || !cls.relations.empty()) && cls.load_balanceable) {
         bool functions = policy.write_functions.empty() && policy.read_only_functions.empty();
@@ -167,20 +181,40 @@ int Dispatcher::target_for(const Classification& cls, std::string_view sql, cons
         ctx_.catalog.prefetch(cls, functions, relations, ctx_.side_query);
     }
     shm::NodeSnapshot snapshot = ctx_.table.snapshot();
-    RouteDecision d = route(cls, sql, route_state_, snapshot, policy, rng_);
-    note_statement(route_state_, cls, d, policy);
-    if (d.counts_as_write && policy.read_your_writes_window_ms > 0) add_written_tables(unpublished_writes_, cls, policy);
-    last_multi_ = cls.multi_statement;
-    int node = d.node >= 0 && d.node < int(nodes.size()) ? d.node : primary_;
-    if (ctx_.primary_only.count(key_)) node = primary_;
-    balanced = d.load_balanced && node != primary_;
-    if (log_enabled(LogLevel::Debug1))
-        PROXY_LOG(Debug1, "route: %s", describe(cls, d, snapshot).c_str());
-    return node;
+    RouteDecision d = prepared ? route_prepared(*prepared, model_, snapshot, policy, rng_)
+                               : route(cls, sql, model_, snapshot, policy, rng_);
+    if (log_enabled(LogLevel::Debug1)) PROXY_LOG(Debug1, "route: %s", describe(cls, d, snapshot).c_str());
+    return d;
+}
+
+void Dispatcher::answer_error(std::string_view sqlstate, const std::string& message, const std::vector<NodeView>& nodes,
+                              Plan& plan) {
+    proto::put_error(plan.client_reply, "ERROR", sqlstate, message);
+    proto::put_ready_for_query(plan.client_reply, client_status(nodes));
+}
+
+// Carries out a decision for one simple-protocol statement: the node that answers the client is
+// the decision's node, every other node of the decision gets the statement and is not heard.
+void Dispatcher::carry_out(const RouteDecision& d, const std::string& bytes, const std::vector<NodeView>& nodes,
+                           Plan& plan) {
+    bool rollback_others = d.ends_transaction && failed_node(nodes) >= 0;
+    int forward = d.node >= 0 && d.nodes.test(size_t(d.node)) ? d.node : -1;
+    for (int node = 0; node < int(nodes.size()) && node < shm::kMaxNodes; ++node) {
+        if (!d.nodes.test(size_t(node))) continue;
+        if (forward < 0) forward = node;
+        if (d.prepared && !d.prepared->nodes.test(size_t(node))) {
+            std::string create = d.prepared->create;
+            if (!d.prepared->sql_level) create += kSync;
+            add_send(node, Delivery::Swallow, std::move(create), plan);
+        }
+        bool quiet_rollback = rollback_others && node != forward;
+        add_send(node, node == forward ? Delivery::Forward : Delivery::Swallow,
+                 quiet_rollback ? query_message("ROLLBACK") : bytes, plan);
+    }
 }
 
 void Dispatcher::note_ready(char status) {
-    note_transaction_status(route_state_, status, last_multi_);
+    note_transaction_status(model_, status, last_multi_);
     // Other sessions see a write once its transaction is over: for the window after that, their
     // reads of its tables go to the primary (read_your_writes_window).
     if (status != 'I' || unpublished_writes_.empty()) return;
@@ -191,22 +225,51 @@ void Dispatcher::note_ready(char status) {
     unpublished_writes_.clear();
 }
 
-// Session state the router does not keep: settings to replay on nodes connected later, and where
-// SQL-level prepared statements and cursors live.
-void Dispatcher::note_session_state(const Classification& cls, std::string_view sql, int node) {
-    switch (cls.kind) {
-    case Kind::Set: case Kind::Reset:
-        if (!cls.set.is_local && !cls.set.transaction) {
-            if (cls.set.reset_all) session_sets_.clear();
-            session_sets_.emplace_back(sql);
-        }
-        break;
-    case Kind::DiscardAll: session_sets_.clear(); sql_prepared_.clear(); cursors_.clear(); break;
-    case Kind::Prepare: sql_prepared_[cls.name] = node; break;
-    case Kind::DeallocateAll: sql_prepared_.clear(); break;
-    case Kind::DeclareCursor: cursors_[cls.name] = node; break;
-    default: break;
+// The status a ReadyForQuery answered by splitpool carries: the primary's, or 'E' when any node failed.
+char Dispatcher::client_status(const std::vector<NodeView>& nodes) const {
+    if (failed_node(nodes) >= 0) return 'E';
+    const NodeView& p = nodes[size_t(primary_)];
+    return p.connected ? p.tx_status : 'I';
+}
+
+void Dispatcher::plan_query(std::string_view sql, const char* msg, size_t size, const std::vector<NodeView>& nodes,
+                            Plan& plan) {
+    if (is_admin_command(sql)) {  // SHOW POOL_*, PGPOOL SHOW/SET/RESET: answered here, never forwarded
+        admin_.load_balance_node = model_.load_balance_node;
+        auto before = admin_.values;
+        plan.client_reply = answer_admin_command(sql, ctx_.session_config, ctx_.table, admin_, false);
+        if (admin_.values != before) apply_admin_overlay();
+        proto::put_ready_for_query(plan.client_reply, client_status(nodes));
+        return;
     }
+    std::shared_ptr<const Classification> cls = ctx_.cache.lookup_shared(sql);
+    RouteDecision d = on_failed_node(decide(*cls, sql, nullptr), nodes);
+    if (d.target == Target::Local) {  // SET/SHOW splitpool.*: our own setting
+        if (cls->kind != Kind::Show) model_.force_primary = cls->kind == Kind::Set && cls->set.value == "primary";
+        proto::Writer(plan.client_reply).begin('C').cstr(cls->kind == Kind::Show ? "SHOW" : "SET").finish();
+        proto::put_ready_for_query(plan.client_reply, client_status(nodes));
+        return;
+    }
+    if (d.target == Target::None) {
+        answer_error(proto::sqlstate::kConnectionFailure, "no usable database node for this statement", nodes, plan);
+        return;
+    }
+    begin_plan(nodes);
+    std::string bytes(msg, size);
+    carry_out(d, bytes, nodes, plan);
+    for (Send& s : plan.sends) {
+        if (s.delivery != Delivery::Forward) continue;
+        s.counts_as_select = cls->kind == Kind::Read;
+        s.stmt_class = statement_class(*cls, sql);
+        // A balanced read outside a transaction may be redone on the primary if a standby refuses
+        // it; inside one, the refusal has already aborted the transaction on that node.
+        s.retryable = d.load_balanced && d.node != primary_ && !start_.in_transaction;
+        if (s.retryable) s.retry_statements.push_back(cls);
+        if (s.retryable && d.prepared && !d.prepared->nodes.test(size_t(primary_))) s.retry_prepare = d.prepared->create;
+    }
+    note_statement(model_, *cls, sql, d, policy(), is_session_setting(*cls) ? std::string_view(bytes) : std::string_view());
+    if (d.counts_as_write && policy().read_your_writes_window_ms > 0) add_written_tables(unpublished_writes_, *cls, policy());
+    last_multi_ = cls->multi_statement;
 }
 
 // PGPOOL SET/RESET: the session's configuration is the child's plus the overlay, and the routing
@@ -220,15 +283,6 @@ void Dispatcher::apply_admin_overlay() {
         fresh.oracle = ctx_.policy.oracle;
         session_policy_ = std::move(fresh);
     }
-}
-
-// Statements sent to several nodes still update the router's session and transaction state.
-void Dispatcher::note_fan_out(const Classification& cls) {
-    RouteDecision d;
-    d.target = Target::Session;
-    d.node = primary_;
-    note_statement(route_state_, cls, d, this->policy());
-    last_multi_ = false;
 }
 
 shm::StatementClass statement_class(const Classification& cls, std::string_view sql) {
@@ -247,71 +301,7 @@ shm::StatementClass statement_class(const Classification& cls, std::string_view 
     return starts("insert") ? C::Insert : starts("update") ? C::Update : starts("delete") ? C::Delete : C::Other;
 }
 
-// The status a ReadyForQuery answered by splitpool carries: the primary's, or 'E' when any node failed.
-char Dispatcher::client_status(const std::vector<NodeView>& nodes) const {
-    if (failed_node(nodes) >= 0) return 'E';
-    const NodeView& p = nodes[size_t(primary_)];
-    return p.connected ? p.tx_status : 'I';
-}
 
-void Dispatcher::plan_query(std::string_view sql, const char* msg, size_t size, const std::vector<NodeView>& nodes,
-                            Plan& plan) {
-    if (is_admin_command(sql)) {  // SHOW POOL_*, PGPOOL SHOW/SET/RESET: answered here, never forwarded
-        admin_.load_balance_node = route_state_.load_balance_node;
-        size_t overlay = admin_.values.size();
-        std::map<std::string, std::string, std::less<>> before = admin_.values;
-        plan.client_reply = answer_admin_command(sql, ctx_.session_config, ctx_.table, admin_, false);
-        if (admin_.values != before || admin_.values.size() != overlay) apply_admin_overlay();
-        proto::put_ready_for_query(plan.client_reply, client_status(nodes));
-        return;
-    }
-    const Classification& cls = ctx_.cache.lookup_or_classify(sql);
-    std::string bytes(msg, size);
-    if (cls.splitpool_setting) {
-        if (cls.kind == Kind::Set || cls.kind == Kind::Reset)
-            route_state_.force_primary = cls.kind == Kind::Set && cls.set.value == "primary";
-        proto::Writer(plan.client_reply).begin('C').cstr(cls.kind == Kind::Show ? "SHOW" : "SET").finish();
-        char status = nodes[size_t(primary_)].connected ? nodes[size_t(primary_)].tx_status : 'I';
-        proto::put_ready_for_query(plan.client_reply, status);
-        return;
-    }
-    bool session_wide = cls.kind == Kind::DiscardAll || cls.kind == Kind::DeallocateAll ||
-                        ((cls.kind == Kind::Set || cls.kind == Kind::Reset) && !cls.set.is_local && !cls.set.transaction);
-    bool tx_wide = cls.kind == Kind::Commit || cls.kind == Kind::Rollback || cls.kind == Kind::Savepoint ||
-                   cls.kind == Kind::RollbackToSavepoint || cls.kind == Kind::ReleaseSavepoint ||
-                   cls.kind == Kind::Set || cls.kind == Kind::Reset;
-    if (session_wide || (tx_wide && in_transaction(nodes))) {
-        fan_out(cls, bytes, nodes, !session_wide, plan);
-        note_fan_out(cls);
-        note_session_state(cls, sql, primary_);
-        return;
-    }
-    int node;
-    bool balanced = false;
-    auto named = [&](const std::map<std::string, int>& m) {
-        auto it = m.find(cls.name);
-        return it != m.end() ? it->second : primary_;
-    };
-    if (cls.kind == Kind::Execute || cls.kind == Kind::Deallocate) node = named(sql_prepared_);
-    else if (cls.kind == Kind::Fetch || (cls.kind == Kind::ClosePortal && !cls.name.empty())) node = named(cursors_);
-    else {
-        parser::cache_key(sql, &key_);
-        node = target_for(cls, sql, nodes, balanced);
-    }
-    if (failed_node(nodes) >= 0) node = failed_node(nodes);
-    add_send(node, Delivery::Forward, std::move(bytes), nodes, plan);
-    plan.sends.back().counts_as_select = cls.kind == Kind::Read;
-    plan.sends.back().stmt_class = statement_class(cls, sql);
-    if (balanced && !plan.sends.empty()) {
-        plan.sends.back().retryable = true;
-        plan.sends.back().retry_key = key_;
-    }
-    note_session_state(cls, sql, node);
-}
-
-// An extended-protocol batch runs on one node: the primary when any statement in it needs the
-// primary, else where its first statement lives. Statements parsed on another node are parsed
-// again on the target first, so a transaction that became writing keeps its prepared statements.
 // A batch whose statements are all splitpool's own commands is answered message by message, as a
 // server would: ParseComplete, BindComplete, descriptions, rows, ReadyForQuery at Sync.
 bool Dispatcher::answer_admin_batch(bool sync, const std::vector<NodeView>& nodes, Plan& plan) {
@@ -337,7 +327,7 @@ bool Dispatcher::answer_admin_batch(bool sync, const std::vector<NodeView>& node
             if (!(what == 'S' ? statements.count(name) : portals.count(name))) return false;
         }
     }
-    admin_.load_balance_node = route_state_.load_balance_node;
+    admin_.load_balance_node = model_.load_balance_node;
     std::string& out = plan.client_reply;
     for (auto [type, off] : batch_msgs_) {
         const char* m = batch_.data() + off;
@@ -372,138 +362,266 @@ bool Dispatcher::answer_admin_batch(bool sync, const std::vector<NodeView>& node
     return true;
 }
 
-// Where a Bind of a named read runs: the router decides again, as for a new statement, and the
-// statement is parsed again wherever it is missing. So a read parsed on a standby moves to the
-// primary once its transaction has written or another session wrote its tables
-// (read_your_writes_window), and a read parsed on the primary for such a reason returns to its
-// balanced node when the reason has passed, instead of staying on the primary for the session.
-int Dispatcher::bind_node(const Statement& st) {
-    if (st.home < 0 || !st.read || ctx_.table.num_nodes() < 2) return st.home;
-    proto::Reader r(st.parse_bytes.data() + 5, st.parse_bytes.size() - 5);
-    r.cstr();  // the statement name
-    std::string_view sql = r.cstr();
-    const Classification& cls = ctx_.cache.lookup_or_classify(sql);
-    RouteDecision d = route(cls, sql, route_state_, ctx_.table.snapshot(), policy(), rng_);
-    if (!d.load_balanced || d.node < 0) return primary_;
-    if (st.home != primary_) return st.home;
-    parser::cache_key(sql, &key_);
-    return ctx_.primary_only.count(key_) ? primary_ : d.node;
-}
-
+// An extended-protocol batch (up to Sync, or Flush) runs on one node, its main node: the failed
+// node of an aborted transaction, the node a Flush-ended batch continues on, the primary when any
+// statement that runs in it needs the primary, else the node its first statement is balanced to.
+// Every statement that runs (each Bind) is routed as if its text were sent again, and the session
+// model changes then, never at Parse. Statements the decision fans out (SET, set_config, COMMIT,
+// savepoints, LOCK ... ACCESS SHARE) also run on the decision's other nodes, whose replies are not heard.
 void Dispatcher::plan_batch(bool sync, const std::vector<NodeView>& nodes, Plan& plan) {
     if (answer_admin_batch(sync, nodes, plan)) return;
-    int target = pinned_node_;
-    bool balanced = false;
-    bool fan = false;
-    const Classification* fan_cls = nullptr;
-    std::string sql_of_first;
-    if (target < 0) {
-        bool need_primary = false;
-        int first = -1;
-        for (auto [type, off] : batch_msgs_) {
-            const char* m = batch_.data() + off;
-            size_t len = proto::read_u32(m + 1) + 1;
-            int node = -1;
-            if (type == 'P') {
-                proto::Reader r(m + 5, len - 5);
-                std::string name(r.cstr());
-                std::string_view q = r.cstr();
-                const Classification& cls = ctx_.cache.lookup_or_classify(q);
-                bool wide = cls.kind == Kind::Commit || cls.kind == Kind::Rollback || cls.kind == Kind::Set ||
-                            cls.kind == Kind::Reset || cls.kind == Kind::DiscardAll || cls.kind == Kind::Savepoint ||
-                            cls.kind == Kind::RollbackToSavepoint || cls.kind == Kind::ReleaseSavepoint;
-                if (wide && batch_msgs_.size() <= 4 && (in_transaction(nodes) || cls.kind == Kind::Set ||
-                                                         cls.kind == Kind::Reset || cls.kind == Kind::DiscardAll)) {
-                    fan = true;
-                    fan_cls = &cls;
-                    sql_of_first = std::string(q);
-                    break;
+    begin_plan(nodes);
+    collect_runs();
+    int main = choose_main(nodes);
+    route_runs(nodes, main);
+    send_batch(sync, main, nodes, plan);
+    finish_batch(sync, main);
+}
+
+// Pass 1: Parses create statements (they run nowhere yet); each Bind becomes a run with a first
+// opinion of where it would go, from the model as it was before the batch.
+void Dispatcher::collect_runs() {
+    existing_portal_node_ = -1;
+    for (size_t i = 0; i < batch_msgs_.size(); ++i) {
+        auto [type, off] = batch_msgs_[i];
+        const char* m = batch_.data() + off;
+        size_t len = proto::read_u32(m + 1) + 1;
+        if (type == 'P') {
+            proto::Reader r(m + 5, len - 5);
+            std::string name(r.cstr());
+            std::string_view sql = r.cstr();
+            for (Run& run : runs_)  // the unnamed statement parsed again: earlier Binds keep their text
+                if (run.name == name && run.parse_msg < 0 && run.owned_sql.empty() && run.statement) {
+                    run.owned_sql = std::string(run.sql);
+                    run.sql = run.owned_sql;
+                    run.statement = nullptr;  // its entry now holds the new statement
                 }
-                parser::cache_key(q, &key_);
-                bool b = false;
-                node = target_for(cls, q, nodes, b);
-                balanced = balanced || b;
-                Statement& st = statements_[name];
-                st.parse_bytes.assign(m, len);
-                st.home = node;
-                st.nodes = 0;
-                st.read = cls.kind == Kind::Read;
-                note_session_state(cls, q, node);
-                batch_reads_ = batch_reads_ || cls.kind == Kind::Read;
-                batch_class_ = statement_class(cls, q);
-                st.stmt_class = batch_class_;
-            } else if (type == 'B' || type == 'D' || type == 'C') {
-                Names n = names_of(type, m, len);
-                bool portal = (type == 'D' || type == 'C') && n.what == 'P';
-                std::string_view stmt = type == 'B' ? n.second : n.first;
-                if (portal) {
-                    auto it = portals_.find(std::string(n.first));
-                    node = it != portals_.end() ? it->second : -1;
-                } else {
-                    auto it = statements_.find(std::string(stmt));
-                    node = it == statements_.end() ? -1 : type == 'B' ? bind_node(it->second) : it->second.home;
-                    if (type == 'B' && it != statements_.end()) {
-                        batch_reads_ = batch_reads_ || it->second.read;
-                        batch_class_ = it->second.stmt_class;
-                    }
-                    // Describe and Execute of this portal later in the batch follow this Bind, not
-                    // whatever an earlier batch left under the same (often unnamed) portal.
-                    if (type == 'B') portals_[std::string(n.first)] = node;
-                }
-            } else if (type == 'E') {
-                auto it = portals_.find(std::string(names_of(type, m, len).first));
-                node = it != portals_.end() ? it->second : -1;
+            note_parse(model_, name, sql, std::string(m, len), ctx_.cache.lookup_shared(sql));
+            parsed_.emplace_back(std::move(name), i);
+        } else if (type == 'B') {
+            Names n = names_of(type, m, len);
+            Run run;
+            run.bind = i;
+            run.portal = n.first;
+            run.name = std::string(n.second);
+            run.parse_msg = last_parse(run.name);
+            auto it = model_.statements.find(run.name);
+            if (it != model_.statements.end()) {
+                run.statement = &it->second;
+                run.cls = it->second.cls;
+                run.sql = run.parse_msg >= 0 ? parse_text(message_at(size_t(run.parse_msg))) : std::string_view(it->second.sql);
+                run.decision = decide(*run.cls, run.sql, run.parse_msg >= 0 ? nullptr : run.statement);
             }
-            if (node == primary_) need_primary = true;
-            if (first < 0 && node >= 0) first = node;
-        }
-        int failed = failed_node(nodes);
-        target = failed >= 0 ? failed : need_primary ? primary_ : first >= 0 ? first : primary_;
-    }
-    if (fan) {
-        fan_out(*fan_cls, batch_, nodes, !(fan_cls->kind == Kind::Set || fan_cls->kind == Kind::Reset ||
-                                           fan_cls->kind == Kind::DiscardAll), plan);
-        note_fan_out(*fan_cls);
-        note_session_state(*fan_cls, sql_of_first, primary_);
-    } else {
-        std::string reparse;
-        for (auto [type, off] : batch_msgs_) {
-            const char* m = batch_.data() + off;
-            size_t len = proto::read_u32(m + 1) + 1;
-            if (type == 'P') {
-                proto::Reader r(m + 5, len - 5);
-                statements_[std::string(r.cstr())].nodes |= target < 64 ? (uint64_t(1) << target) : 0;
-            } else if (type == 'B') {
-                Names n = names_of(type, m, len);
-                portals_[std::string(n.first)] = target;
-                auto it = statements_.find(std::string(n.second));
-                if (it != statements_.end() && target < 64 && !(it->second.nodes & (uint64_t(1) << target))) {
-                    reparse += it->second.parse_bytes;
-                    it->second.nodes |= uint64_t(1) << target;
-                }
-            } else if (type == 'C') {
-                Names n = names_of(type, m, len);
-                if (n.what == 'S') statements_.erase(std::string(n.first));
-                else portals_.erase(std::string(n.first));
-            }
-        }
-        if (!reparse.empty()) {
-            reparse += std::string("S\0\0\0\4", 5);
-            add_send(target, Delivery::Swallow, std::move(reparse), nodes, plan);
-        }
-        add_send(target, Delivery::Forward, batch_, nodes, plan, sync ? 1 : 0);
-        plan.sends.back().counts_as_select = batch_reads_;
-        plan.sends.back().stmt_class = batch_class_;
-        if (balanced && sync && pinned_node_ < 0 && reparse.empty()) {
-            plan.sends.back().retryable = true;
-            plan.sends.back().retry_key = key_;
+            runs_.push_back(std::move(run));
+        } else if (type == 'E' || type == 'D') {
+            Names n = names_of(type, m, len);
+            bool portal = type == 'E' || n.what == 'P';
+            if (!portal || bound_in_batch(n.first)) continue;
+            auto it = model_.portals.find(std::string(n.first));
+            if (it != model_.portals.end()) existing_portal_node_ = it->second;
         }
     }
-    pinned_node_ = sync ? -1 : target;
-    batch_reads_ = false;
-    batch_class_ = shm::StatementClass::Other;
+}
+
+int Dispatcher::choose_main(const std::vector<NodeView>& nodes) {
+    if (int failed = failed_node(nodes); failed >= 0) return failed;
+    if (pinned_node_ >= 0) return pinned_node_;
+    if (existing_portal_node_ >= 0) return existing_portal_node_;
+    int first = -1;
+    for (const Run& r : runs_) {
+        if (!r.statement || r.decision.node < 0 || r.decision.movable) continue;
+        if (r.decision.node == primary_) return primary_;
+        if (first < 0) first = r.decision.node;
+    }
+    if (first >= 0) return first;
+    if (runs_.empty() && !parsed_.empty()) {  // Parse/Describe only: parse where it would run now
+        const PreparedStatement& st = model_.statements[parsed_.front().first];
+        RouteDecision d = decide(*st.cls, st.sql, nullptr);
+        if (d.node >= 0 && !d.movable) return d.node;
+    }
+    return primary_;
+}
+
+// Pass 2: each run routed again in order, as the statements before it in the batch left the
+// model, held to the main node (a read in a batch that writes runs on the primary), and noted.
+void Dispatcher::route_runs(const std::vector<NodeView>& nodes, int main) {
+    for (Run& r : runs_) {
+        if (!r.statement) continue;
+        // A statement parsed in this batch exists nowhere else: it is routed as its text alone.
+        RouteDecision d = on_failed_node(decide(*r.cls, r.sql, r.parse_msg >= 0 ? nullptr : r.statement), nodes);
+        bool single = d.target == Target::Primary || d.target == Target::Node || d.target == Target::None;
+        if (single) d.nodes.reset();
+        d.load_balanced = d.load_balanced && main != primary_;
+        d.node = main;
+        d.nodes.set(size_t(main));
+        if (single) d.target = main == primary_ ? Target::Primary : Target::Node;
+        std::string replay;
+        bool everywhere = d.target == Target::Session || d.target == Target::Transaction;
+        if (everywhere && is_session_setting(*r.cls)) replay = replay_of_bind(*r.statement, r.bind);
+        if (r.statement->sql_level) {  // a SQL PREPARE bound over the protocol: note what it runs
+            Classification inner = *r.cls;
+            inner.kind = inner.inner;
+            note_statement(model_, inner, r.sql, d, policy(), replay);
+        } else {
+            note_statement(model_, *r.cls, r.sql, d, policy(), replay);
+        }
+        if (d.counts_as_write && policy().read_your_writes_window_ms > 0)
+            add_written_tables(unpublished_writes_, *r.cls, policy());
+        r.decision = d;
+    }
+    last_multi_ = false;
+}
+
+// What a node other than the main one gets of a run: its Parse (or what creates the statement
+// there), its Bind and the Executes of its portal. `create` collects statements to create first.
+std::string Dispatcher::run_messages(const Run& run, int node, std::string* create, int* creates) {
+    std::string out;
+    if (run.parse_msg >= 0) {
+        out += message_at(size_t(run.parse_msg));
+    } else if (!run.statement->nodes.test(size_t(node))) {
+        *create += run.statement->create;
+        if (!run.statement->sql_level) *create += kSync;
+        ++*creates;
+    }
+    out += message_at(run.bind);
+    for (size_t i = run.bind + 1; i < batch_msgs_.size(); ++i) {
+        char type = batch_msgs_[i].first;
+        if (type != 'E' && type != 'B') continue;
+        Names n = names_of(type, batch_.data() + batch_msgs_[i].second, message_at(i).size());
+        if (n.first != run.portal) continue;
+        if (type == 'B') break;  // the portal is bound again
+        out += message_at(i);
+    }
+    return out;
+}
+
+void Dispatcher::send_batch(bool sync, int main, const std::vector<NodeView>& nodes, Plan& plan) {
+    // Statements the main node lacks: created there first (not inside a Flush-ended batch, whose
+    // replies cannot be told apart; such a Bind gets PostgreSQL's own error).
+    std::string create, retry_create;
+    int creates = 0;
+    NodeSet fan;
+    bool reads = false, all_balanced = !runs_.empty();
+    for (const Run& r : runs_) {
+        all_balanced = all_balanced && r.decision.load_balanced;
+        if (!r.statement) continue;
+        fan |= r.decision.nodes;
+        reads = reads || r.cls->kind == Kind::Read;
+        if (r.parse_msg >= 0 || pinned_node_ >= 0) continue;
+        const PreparedStatement& st = *r.statement;
+        std::string one = st.create + (st.sql_level ? "" : std::string(kSync));
+        if (!st.nodes.test(size_t(main)) && create.find(one) == std::string::npos) {
+            create += one;
+            ++creates;
+        }
+        if (!st.nodes.test(size_t(primary_))) retry_create += one;
+    }
+    if (creates > 0) add_send(main, Delivery::Swallow, std::move(create), plan, creates);
+    add_send(main, Delivery::Forward, batch_, plan, sync ? 1 : 0);
+    Send& forward = plan.sends.back();
+    forward.counts_as_select = reads;
+    if (!runs_.empty() && runs_.back().statement)
+        forward.stmt_class = statement_class(*runs_.back().cls, runs_.back().sql);
+    forward.retryable = sync && pinned_node_ < 0 && all_balanced && main != primary_ && !start_.in_transaction &&
+                        (fan & ~NodeSet().set(size_t(main))).none();
+    if (forward.retryable) {
+        forward.retry_prepare = std::move(retry_create);
+        for (const Run& r : runs_) forward.retry_statements.push_back(r.cls);
+    }
+    fan.reset(size_t(main));
+    bool quiet_rollback = failed_node(nodes) >= 0;
+    for (int node = 0; node < int(nodes.size()) && node < shm::kMaxNodes; ++node) {
+        if (!fan.test(size_t(node))) continue;
+        std::string out, create_here;
+        int creates_here = 0;
+        bool rollback = false;
+        for (const Run& r : runs_) {
+            if (!r.statement || !r.decision.nodes.test(size_t(node))) continue;
+            rollback = rollback || (quiet_rollback && r.decision.ends_transaction);
+            out += run_messages(r, node, &create_here, &creates_here);
+        }
+        if (creates_here > 0) add_send(node, Delivery::Swallow, std::move(create_here), plan, creates_here);
+        add_send(node, Delivery::Swallow, rollback ? query_message("ROLLBACK") : out + std::string(kSync), plan);
+    }
+    close_elsewhere(main, plan);
+}
+
+// A Close of a statement reaches every node where it exists, so the name can be parsed again.
+void Dispatcher::close_elsewhere(int main, Plan& plan) {
+    for (auto [type, off] : batch_msgs_) {
+        if (type != 'C') continue;
+        Names n = names_of(type, batch_.data() + off, proto::read_u32(batch_.data() + off + 1) + 1);
+        if (n.what != 'S') continue;
+        auto it = model_.statements.find(std::string(n.first));
+        if (it == model_.statements.end()) continue;
+        for (int node = 0; node < shm::kMaxNodes; ++node) {
+            if (node == main || !it->second.nodes.test(size_t(node))) continue;
+            std::string close(batch_.data() + off, proto::read_u32(batch_.data() + off + 1) + 1);
+            add_send(node, Delivery::Swallow, close + std::string(kSync), plan);
+        }
+    }
+}
+
+void Dispatcher::finish_batch(bool sync, int main) {
+    for (const auto& [name, index] : parsed_) {
+        auto it = model_.statements.find(name);
+        if (it == model_.statements.end()) continue;
+        it->second.nodes.set(size_t(main));
+        if (it->second.home < 0) it->second.home = main;
+    }
+    for (const Run& r : runs_) {
+        if (!r.statement) continue;
+        auto it = model_.statements.find(r.name);
+        if (it != model_.statements.end() && &it->second == r.statement) it->second.nodes |= r.decision.nodes;
+        model_.portals[std::string(r.portal)] = main;
+    }
+    for (auto [type, off] : batch_msgs_) {
+        if (type != 'C') continue;
+        Names n = names_of(type, batch_.data() + off, proto::read_u32(batch_.data() + off + 1) + 1);
+        note_close(model_, n.what, std::string(n.first));
+    }
+    pinned_node_ = sync ? -1 : main;
     batch_.clear();
     batch_msgs_.clear();
+    runs_.clear();
+    parsed_.clear();
+}
+
+int Dispatcher::last_parse(const std::string& name) const {
+    for (auto it = parsed_.rbegin(); it != parsed_.rend(); ++it)
+        if (it->first == name) return int(it->second);
+    return -1;
+}
+
+bool Dispatcher::bound_in_batch(std::string_view portal) const {
+    for (const Run& r : runs_)
+        if (r.portal == portal) return true;
+    return false;
+}
+
+std::string_view Dispatcher::message_at(size_t index) const {
+    const char* m = batch_.data() + batch_msgs_[index].second;
+    return {m, size_t(proto::read_u32(m + 1)) + 1};
+}
+
+// A setting made by a Bind, to replay on nodes that join later: the statement unnamed, bound to
+// the same parameters, executed and synced.
+std::string Dispatcher::replay_of_bind(const PreparedStatement& st, size_t bind) const {
+    if (st.sql_level || st.create.size() < 6) return {};
+    auto rename = [](char type, std::string_view msg, int names) {
+        proto::Reader r(msg.data() + 5, msg.size() - 5);
+        for (int i = 0; i < names; ++i) r.cstr();
+        size_t rest = msg.size() - r.remaining();
+        std::string out;
+        proto::Writer w(out);
+        w.begin(type);
+        for (int i = 0; i < names; ++i) w.cstr("");
+        w.bytes(msg.substr(rest)).finish();
+        return out;
+    };
+    std::string out = rename('P', st.create, 1) + rename('B', message_at(bind), 2);
+    proto::Writer(out).begin('E').cstr("").i32(0).finish();
+    return out + std::string(kSync);
 }
 
 void Dispatcher::on_message(char type, const char* msg, size_t size, const std::vector<NodeView>& nodes,
@@ -514,10 +632,13 @@ void Dispatcher::on_message(char type, const char* msg, size_t size, const std::
         plan_query(r.cstr(), msg, size, nodes, plan);
         return;
     }
-    case 'F':  // FunctionCall: the function may write
-        add_send(failed_node(nodes) >= 0 ? failed_node(nodes) : primary_, Delivery::Forward, std::string(msg, size),
-                 nodes, plan);
+    case 'F': {  // FunctionCall: the function may write
+        begin_plan(nodes);
+        int failed = failed_node(nodes);
+        add_send(failed >= 0 ? failed : primary_, Delivery::Forward, std::string(msg, size), plan);
+        model_.session_nodes.set(size_t(failed >= 0 ? failed : primary_));
         return;
+    }
     case 'P': case 'B': case 'D': case 'E': case 'C':
         batch_msgs_.emplace_back(type, batch_.size());
         batch_.append(msg, size);

@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <optional>
 #include <set>
 #include <string>
@@ -30,7 +31,8 @@ struct Send {
     bool retryable = false;   // balanced read outside a transaction: may be redone on the primary
     bool counts_as_select = false;  // a read: counted in the node's select_cnt (pgpool's SHOW POOL_NODES)
     shm::StatementClass stmt_class = shm::StatementClass::Other;
-    std::string retry_key;    // cache key remembered when a retry happens
+    std::string retry_prepare;  // for a retry on the primary: statements to create there first (swallowed)
+    std::vector<std::shared_ptr<const parser::Classification>> retry_statements;  // marked refused on a retry
 };
 
 struct Plan {
@@ -62,7 +64,6 @@ struct DispatchContext {
     parser::ClassificationCache& cache;
     CatalogCache& catalog;
     shm::StatusTable& table;
-    std::set<std::string>& primary_only;  // statements a standby refused: primary from now on
     SideQuery side_query;                 // catalog lookups on the primary
 };
 
@@ -76,56 +77,71 @@ public:
     bool needs_idle(char type) const;
     // Takes one complete client message; fills `plan` when something is to be sent or answered.
     void on_message(char type, const char* msg, size_t size, const std::vector<NodeView>& nodes, Plan& plan);
-    // Statements that bring a newly connected node to the session's settings.
-    const std::vector<std::string>& session_replay() const { return session_sets_; }
     int primary() const { return primary_; }
-    // A standby refused this statement (by cache key): it goes to the primary from now on.
-    void remember_primary_only(const std::string& key) { ctx_.primary_only.insert(key); }
-    // Each ReadyForQuery the client sees: keeps the router's transaction state exact and publishes
-    // the writes of a finished transaction (read_your_writes_window).
+    // Before a Query or FunctionCall: ends a Flush-ended batch still open on its node (false: none).
+    bool close_pinned_batch(Plan& plan);
+    // Each ReadyForQuery the client sees: keeps the session model's transaction state exact and
+    // publishes the writes of a finished transaction (read_your_writes_window).
     void note_ready(char status);
+    const SessionModel& model() const { return model_; }
 
 private:
-    struct Statement {
-        std::string parse_bytes;   // the Parse message, to re-parse on another node
-        uint64_t nodes = 0;        // bit per node (nodes < 64) where it exists
-        int home = -1;             // node it was parsed for
-        bool read = false;         // a plain read (select_cnt)
-        shm::StatementClass stmt_class = shm::StatementClass::Other;
+    // One statement that runs in an extended-protocol batch: a Bind and the Executes of its portal.
+    struct Run {
+        std::shared_ptr<const parser::Classification> cls;
+        const PreparedStatement* statement = nullptr;  // null: unknown name (the node reports the error)
+        std::string name;            // the statement's name
+        std::string_view portal;     // into batch_
+        std::string_view sql;        // the statement's text (into batch_ or the model, else owned_sql)
+        std::string owned_sql;       // the text when the batch parses the same name again after this Bind
+        RouteDecision decision;
+        size_t bind = 0;             // index in batch_msgs_
+        int parse_msg = -1;          // index of this batch's Parse of the statement, if any
+    };
+    // Where a plan starts from: which nodes already had statements of this session, how much of
+    // the replay logs they have seen, and which nodes this plan has already brought up to date.
+    struct PlanStart {
+        NodeSet used;
+        size_t settings = 0, transaction_log = 0;
+        bool in_transaction = false;
+        NodeSet prepared;            // nodes given replay / join in this plan
+        NodeSet idle;                // nodes outside any transaction (or not connected)
     };
 
     void plan_query(std::string_view sql, const char* msg, size_t size, const std::vector<NodeView>& nodes, Plan& plan);
     void plan_batch(bool sync, const std::vector<NodeView>& nodes, Plan& plan);
-    int bind_node(const Statement& st);
+    void collect_runs();
+    int choose_main(const std::vector<NodeView>& nodes);
+    void route_runs(const std::vector<NodeView>& nodes, int main);
+    void send_batch(bool sync, int main, const std::vector<NodeView>& nodes, Plan& plan);
+    std::string run_messages(const Run& run, int node, std::string* create, int* creates);
+    void close_elsewhere(int main, Plan& plan);
+    void finish_batch(bool sync, int main);
+    int last_parse(const std::string& name) const;
+    bool bound_in_batch(std::string_view portal) const;
+    std::string_view message_at(size_t index) const;
     bool answer_admin_batch(bool sync, const std::vector<NodeView>& nodes, Plan& plan);
-    char client_status(const std::vector<NodeView>& nodes) const;
-    int target_for(const parser::Classification& cls, std::string_view sql, const std::vector<NodeView>& nodes,
-                   bool& balanced);
-    void fan_out(const parser::Classification& cls, const std::string& bytes, const std::vector<NodeView>& nodes,
-                 bool tx_only, Plan& plan);
-    void add_send(int node, Delivery delivery, std::string bytes, const std::vector<NodeView>& nodes, Plan& plan,
-                  int ready_count = 1);
-    void note_fan_out(const parser::Classification& cls);
+
+    RouteDecision decide(const parser::Classification& cls, std::string_view sql, const PreparedStatement* prepared);
+    void carry_out(const RouteDecision& d, const std::string& bytes, const std::vector<NodeView>& nodes, Plan& plan);
+    void begin_plan(const std::vector<NodeView>& nodes);
+    void add_send(int node, Delivery delivery, std::string bytes, Plan& plan, int ready_count = 1);
+    RouteDecision on_failed_node(RouteDecision d, const std::vector<NodeView>& nodes) const;
+    void answer_error(std::string_view sqlstate, const std::string& message, const std::vector<NodeView>& nodes, Plan& plan);
+    std::string replay_of_bind(const PreparedStatement& st, size_t bind) const;
+
     void apply_admin_overlay();
     const RoutingPolicy& policy() const { return session_policy_ ? *session_policy_ : ctx_.policy; }
-    void note_session_state(const parser::Classification& cls, std::string_view sql, int node);
-    bool in_transaction(const std::vector<NodeView>& nodes) const;
-    int failed_node(const std::vector<NodeView>& nodes) const;
-    std::string query_of(const char* msg, size_t size) const;
+    char client_status(const std::vector<NodeView>& nodes) const;
 
     DispatchContext ctx_;
-    SessionRouteState route_state_;
+    SessionModel model_;
     Mt19937Random rng_;
     int primary_;
     bool last_multi_ = false;
-    std::string key_;                      // reused cache-key buffer
     std::set<std::string> unpublished_writes_;  // tables written since the last idle ReadyForQuery
+    PlanStart start_;
 
-    std::vector<std::string> session_sets_;
-    std::map<std::string, Statement> statements_;  // extended protocol, by name ("" = unnamed)
-    std::map<std::string, int> portals_;
-    std::map<std::string, int> sql_prepared_;      // SQL PREPARE name -> node
-    std::map<std::string, int> cursors_;           // DECLARE name -> node
     AdminSession admin_;                           // PGPOOL SET overlay, for SHOW/PGPOOL answers
     std::optional<RoutingPolicy> session_policy_;  // rebuilt when PGPOOL SET changes a routing key
     std::map<std::string, std::string> admin_statements_;  // extended-protocol statements splitpool answers
@@ -134,9 +150,10 @@ private:
     // The extended-protocol batch being collected until Sync or Flush.
     std::string batch_;
     std::vector<std::pair<char, size_t>> batch_msgs_;  // type, offset into batch_
+    std::vector<Run> runs_;
+    std::vector<std::pair<std::string, size_t>> parsed_;  // statements parsed in this batch, message index
+    int existing_portal_node_ = -1;                    // the batch uses a portal bound by an earlier one
     int pinned_node_ = -1;                             // a Flush-ended batch continues on this node
-    bool batch_reads_ = false;                         // the batch parses a read
-    shm::StatementClass batch_class_ = shm::StatementClass::Other;
 };
 
 }  // namespace splitpool::daemon

@@ -199,8 +199,17 @@ Relay::Step Relay::handle_client_message(char type, const char* data, size_t siz
         return Step::Stop;
     }
     if (type == 'd' || type == 'c' || type == 'f') {  // COPY data goes to the node in COPY mode
-        int node = copy_node_ >= 0 ? copy_node_ : ctx_.dispatcher.primary();
+        // A client may stream CopyData right behind its COPY query, before CopyInResponse arrives.
+        int node = copy_node_ >= 0 ? copy_node_ : last_query_node_ >= 0 ? last_query_node_ : ctx_.dispatcher.primary();
         return queue_to_node(node, data, size) ? Step::Next : Step::Stop;
+    }
+    if (type == 'Q' || type == 'F') {
+        Plan close;
+        if (ctx_.dispatcher.close_pinned_batch(close)) {
+            for (Send& send : close.sends)
+                if (!execute(send)) return Step::Stop;
+            return Step::Hold;
+        }
     }
     if (ctx_.dispatcher.needs_idle(type) && !idle()) return Step::Hold;
     if (ctx_.config.log_statement && type == 'Q')
@@ -208,8 +217,10 @@ Relay::Step Relay::handle_client_message(char type, const char* data, size_t siz
     Plan plan;
     ctx_.dispatcher.on_message(type, data, size, node_views(), plan);
     client_out_ += plan.client_reply;
-    for (Send& send : plan.sends)
+    for (Send& send : plan.sends) {
+        if (type == 'Q' && send.delivery == Delivery::Forward) last_query_node_ = send.node;
         if (!execute(send)) return Step::Stop;
+    }
     return Step::Next;
 }
 
@@ -228,15 +239,7 @@ bool Relay::ensure_connected(int node) {
     ev_io_set(&n.read_watcher, c->fd, EV_READ);
     ev_io_set(&n.write_watcher, c->fd, EV_WRITE);
     ev_io_start(ctx_.loop, &n.read_watcher);
-    const auto& replay = ctx_.dispatcher.session_replay();
-    if (!replay.empty()) {
-        Unit u;
-        u.delivery = Delivery::Swallow;
-        u.ready_left = int(replay.size());
-        for (const auto& sql : replay) proto::put_query(n.out, sql);
-        n.units.push_back(std::move(u));
-    }
-    return true;
+    return true;  // the session's settings reach it with its first plan (Dispatcher::add_send)
 }
 
 // log_per_node_statement / notice_per_node_statement: every statement with the node that runs it.
@@ -264,6 +267,7 @@ bool Relay::execute(Send& send) {
     if (!n.units.empty() && n.units.back().ready_left == 0) {
         // continues a Flush-ended batch: the same unit, now closed by this batch's Sync
         n.units.back().ready_left = send.ready_count;
+        n.units.back().swallow_ready = send.delivery == Delivery::Swallow;
     } else {
         Unit u;
         u.delivery = send.delivery;
@@ -272,7 +276,8 @@ bool Relay::execute(Send& send) {
         if (send.retryable && send.node != ctx_.dispatcher.primary()) {
             u.retryable = true;
             u.retry_bytes = send.bytes;
-            u.retry_key = std::move(send.retry_key);
+            u.retry_prepare = std::move(send.retry_prepare);
+            u.retry_statements = std::move(send.retry_statements);
         }
         n.units.push_back(std::move(u));
     }
@@ -433,7 +438,16 @@ bool standby_refusal(const char* body, size_t size) {
         if (field == 'C') code = v;
         if (field == 'M') message = v;
     }
-    return code == "25006" || (code == "55000" && message.find("recovery") != std::string_view::npos);
+    bool recovery = message.find("recovery") != std::string_view::npos;
+    return code == "25006" || ((code == "55000" || code == "XX000" || code == "0A000") && recovery);
+}
+
+// ReadyForQuery messages that bytes made of complete Query and Sync-closed messages produce.
+int count_ready(const std::string& bytes) {
+    int n = 0;
+    for (size_t at = 0; at + 5 <= bytes.size(); at += proto::read_u32(bytes.data() + at + 1) + 1)
+        n += bytes[at] == 'Q' || bytes[at] == 'S';
+    return n;
 }
 }  // namespace
 
@@ -457,6 +471,7 @@ void Relay::deliver(NodeIo& n, const char* data, size_t size, char type, const c
         u->retryable = false;
     }
     Delivery d = delivery_for(n);
+    if (type == 'Z' && u && u->swallow_ready) d = Delivery::Swallow;
     if (data && d == Delivery::Forward) client_out_.append(data, size);
     if (type == 'Z' && d == Delivery::Forward && body_size > 0) ctx_.dispatcher.note_ready(body[0]);
     if (type == 'E' && n.node < shm::kMaxNodes) ctx_.table.node(n.node).errors.fetch_add(1, std::memory_order_relaxed);
@@ -473,14 +488,16 @@ void Relay::finish_unit(NodeIo& n) {
         n.units.pop_front();
         return;
     }
-    Send retry;
-    retry.node = ctx_.dispatcher.primary();
-    retry.bytes = std::move(u.retry_bytes);
+    int primary = ctx_.dispatcher.primary();
     PROXY_LOG(Log, "node %d refused a balanced read as a standby: running it on the primary (node %d) from now on",
-              n.node, retry.node);
-    ctx_.dispatcher.remember_primary_only(u.retry_key);
+              n.node, primary);
+    for (const auto& cls : u.retry_statements)
+        if (cls) cls->refused_by_standby = true;  // the router sends it to the primary from now on
+    Send prepare{primary, Delivery::Swallow, std::move(u.retry_prepare)};
+    prepare.ready_count = count_ready(prepare.bytes);
+    Send retry{primary, Delivery::Forward, std::move(u.retry_bytes)};
     n.units.pop_front();
-    if (execute(retry)) flush_node(nodes_[size_t(retry.node)]);
+    if ((prepare.bytes.empty() || execute(prepare)) && execute(retry)) flush_node(nodes_[size_t(primary)]);
 }
 
 void Relay::record_duration(int64_t us) {

@@ -59,8 +59,10 @@ private:
         int ready_left = 1;          // ReadyForQuery messages still owed (0: open Flush-ended batch)
         bool retryable = false;      // hold the reply's head until it is clear the read succeeded
         bool retrying = false;       // a standby refused it: swallow the rest, then redo on the primary
+        bool swallow_ready = false;  // a Flush-ended batch closed by splitpool's Sync: its ReadyForQuery is ours
         std::string retry_bytes;
-        std::string retry_key;
+        std::string retry_prepare;   // statements to create on the primary before the retry
+        std::vector<std::shared_ptr<const parser::Classification>> retry_statements;
         std::string held;            // reply messages held back while retryable
         int64_t sent_us = 0;         // for the query-duration histogram (Forward units)
     };
@@ -116,6 +118,7 @@ private:
     std::string client_out_;
     std::vector<NodeIo> nodes_;     // one per configured node; watchers only started once connected
     int copy_node_ = -1;            // node in COPY IN/OUT mode, whose CopyData the client sends
+    int last_query_node_ = -1;      // node answering the last Query: CopyData sent before its CopyInResponse goes there
     int client_passthrough_node_ = -1;
     size_t client_passthrough_ = 0; // bytes of a large CopyData still to stream to copy_node_
     bool done_ = false;

@@ -59,17 +59,32 @@ bool any_match(const std::vector<std::regex>& list, std::string_view s) {
     return false;
 }
 
-// Built-ins whose effects must happen on the primary whatever the lists say.
+// Built-ins that a PostgreSQL 15 hot standby refuses (each tried on a real standby: 25006, 55000
+// "recovery is in progress", XX000 "cannot assign TransactionIds/OIDs during recovery", 0A000) or
+// whose effect belongs on the primary: they go there whatever the lists or pg_proc say (pg_proc
+// marks several stable or immutable), without a failed try on a standby first.
 bool is_always_primary_function(std::string_view bare) {
-    static constexpr std::array<std::string_view, 3> kNames = {"set_config", "pg_terminate_backend",
-                                                               "pg_cancel_backend"};
-    return std::find(kNames.begin(), kNames.end(), bare) != kNames.end();
+    static constexpr std::string_view kNames[] = {
+        "txid_current", "pg_current_xact_id", "nextval", "setval", "pg_current_wal_lsn",
+        "pg_current_wal_insert_lsn", "pg_current_wal_flush_lsn", "pg_walfile_name", "pg_walfile_name_offset",
+        "pg_switch_wal", "pg_create_restore_point", "pg_backup_start", "pg_backup_stop", "pg_notify",
+        "pg_terminate_backend", "pg_cancel_backend", "lo_create", "lo_creat", "lo_import", "lo_unlink",
+        "lo_from_bytea", "lo_put", "lowrite", "lo_truncate", "lo_truncate64", "pg_logical_emit_message",
+        "pg_create_physical_replication_slot", "pg_create_logical_replication_slot",
+        "pg_copy_logical_replication_slot", "pg_logical_slot_get_changes", "pg_logical_slot_peek_changes",
+        "pg_logical_slot_get_binary_changes", "pg_logical_slot_peek_binary_changes",
+        "pg_replication_origin_create", "pg_replication_origin_drop", "pg_replication_origin_oid",
+        "pg_replication_origin_session_setup", "pg_replication_origin_session_reset",
+        "pg_replication_origin_session_is_setup", "pg_replication_origin_session_progress",
+        "pg_replication_origin_advance", "pg_replication_origin_xact_setup", "pg_replication_origin_xact_reset",
+        "brin_summarize_new_values", "brin_summarize_range", "brin_desummarize_range", "gin_clean_pending_list",
+        "pg_import_system_collations", "pg_nextoid"};
+    return std::find(std::begin(kNames), std::end(kNames), bare) != std::end(kNames);
 }
 
-// Without lists or catalog knowledge, the volatile built-ins that modify state or cannot run on a standby.
+// Without lists or catalog knowledge, the volatile built-ins that modify state.
 bool is_known_volatile(std::string_view bare) {
-    static constexpr std::array<std::string_view, 8> kNames = {
-        "nextval", "setval", "currval", "lastval", "txid_current", "pg_current_xact_id", "lo_create", "lo_import"};
+    static constexpr std::array<std::string_view, 2> kNames = {"currval", "lastval"};
     return std::find(kNames.begin(), kNames.end(), bare) != kNames.end();
 }
 
@@ -79,7 +94,7 @@ bool has_schema_other_than_catalog(std::string_view name) {
 }
 
 // The first rule among the read-only checks that sends a balanceable read to the primary, or "".
-std::string_view transaction_rule(const SessionRouteState& s, const Classification& cls, const RoutingPolicy& p) {
+std::string_view transaction_rule(const SessionModel& s, const Classification& cls, const RoutingPolicy& p) {
     DisableLbOnWrite mode = p.disable_load_balance_on_write;
     if (mode == DisableLbOnWrite::Always && s.session_written) return "session has written (disable_load_balance_on_write = always)";
     if (!s.in_transaction) return {};
@@ -97,7 +112,7 @@ std::string_view transaction_rule(const SessionRouteState& s, const Classificati
     return {};
 }
 
-std::string_view relation_rule(const SessionRouteState& s, const Classification& cls, const RoutingPolicy& p) {
+std::string_view relation_rule(const SessionModel& s, const Classification& cls, const RoutingPolicy& p) {
     if (cls.system_catalog) return "system catalog";
     for (const std::string& r : cls.relations) {
         if (p.check_temp_table == CheckTempTable::Trace && s.temp_tables.count(r)) return "temporary table";
@@ -114,10 +129,12 @@ std::string_view relation_rule(const SessionRouteState& s, const Classification&
 
 // Why a balanceable read must still go to the primary, or "" when it may be balanced.
 // Sets *writing when the reason is a writing function (the statement then counts as a write).
-std::string_view read_rule(const Classification& cls, std::string_view sql, const SessionRouteState& s,
+std::string_view read_rule(const Classification& cls, std::string_view sql, const SessionModel& s,
                            const RoutingPolicy& p, bool* writing) {
     if (cls.primary_hint) return "/*+ primary */ hint";
     if (s.force_primary) return "splitpool.route = primary";
+    if (s.settings_overflow) return "too many session settings to replay on a standby";
+    if (cls.refused_by_standby) return "a standby refused it before";
     if (!p.load_balance_mode) return "load_balance_mode = off";
     if (!p.allow_sql_comments && cls.leading_comment) return "leading comment (allow_sql_comments = off)";
     if (std::string_view why = transaction_rule(s, cls, p); !why.empty()) return why;
@@ -136,7 +153,7 @@ std::string_view read_rule(const Classification& cls, std::string_view sql, cons
 }
 
 // The node a balanced read goes to: the session's node, or a fresh pick (statement level, node down, lag).
-RouteDecision balanced_node(const SessionRouteState& s, const shm::NodeSnapshot& nodes, const RoutingPolicy& p,
+RouteDecision balanced_node(const SessionModel& s, const shm::NodeSnapshot& nodes, const RoutingPolicy& p,
                             RandomSource& rng) {
     RouteDecision d;
     d.target = Target::Node;
@@ -166,7 +183,7 @@ RouteDecision balanced_node(const SessionRouteState& s, const shm::NodeSnapshot&
     return d;
 }
 
-RouteDecision route_read(const Classification& cls, std::string_view sql, const SessionRouteState& s,
+RouteDecision route_read(const Classification& cls, std::string_view sql, const SessionModel& s,
                          const shm::NodeSnapshot& nodes, const RoutingPolicy& p, RandomSource& rng) {
     bool writing = false;
     std::string_view why = read_rule(cls, sql, s, p, &writing);
@@ -176,36 +193,42 @@ RouteDecision route_read(const Classification& cls, std::string_view sql, const 
     return d;
 }
 
-// SQL EXECUTE: follow the PREPARE, re-preparing on the primary when the read may no longer be balanced.
-RouteDecision route_execute(const Classification& cls, std::string_view sql, const SessionRouteState& s,
-                            const shm::NodeSnapshot& nodes, const RoutingPolicy& p, RandomSource& rng) {
-    auto it = s.prepared.find(cls.name);
-    if (it == s.prepared.end()) return to_primary(nodes, "unknown prepared statement");
-    const PreparedRoute& pr = it->second;
-    RouteDecision d;
-    if (pr.cls.load_balanceable) {
-        d = route_read(pr.cls, sql, s, nodes, p, rng);
-        if (d.target == Target::Node && node_usable(nodes, pr.home)) {
-            d.node = pr.home;  // the statement exists there: stay
-            d.nodes = only(pr.home);
-            d.new_load_balance_node = false;
-            d.reason = "execute follows prepare";
-        }
-    } else {
-        d = to_primary(nodes, "execute of a write");
-        d.counts_as_write = pr.cls.writes;
+// SQL EXECUTE of a PREPARE: the inner statement's flags decide; it follows the PREPARE's node
+// while balanced, and moves to the primary (prepared there again) when the read no longer may be.
+RouteDecision route_sql_prepared(const PreparedStatement& st, const SessionModel& s, const shm::NodeSnapshot& nodes,
+                                 const RoutingPolicy& p, RandomSource& rng) {
+    const Classification& cls = *st.cls;
+    if (!cls.load_balanceable) {
+        RouteDecision d = to_primary(nodes, "execute of a write");
+        d.counts_as_write = cls.writes;
+        return d;
     }
-    d.reprepare = d.node >= 0 && !pr.nodes.test(static_cast<size_t>(d.node));
-    return d;
+    return route_read(cls, st.sql, s, nodes, p, rng);
 }
 
-NodeSet session_set(const SessionRouteState& s) { return s.session_nodes | s.transaction_nodes; }
+NodeSet session_set(const SessionModel& s) { return s.session_nodes | s.transaction_nodes; }
 
-RouteDecision route_all_scope(const Classification& cls, const SessionRouteState& s, const shm::NodeSnapshot& nodes) {
+bool calls_other_writing_function(const Classification& cls, const RoutingPolicy& p) {
+    for (const std::string& f : cls.functions)
+        if (bare_name(f) != "set_config" && is_writing_function(f, p)) return true;
+    return false;
+}
+
+RouteDecision route_all_scope(const Classification& cls, const SessionModel& s, const shm::NodeSnapshot& nodes) {
     switch (cls.kind) {
-    case Kind::Begin: return to_primary(nodes, "begin (standbys join on first use)");
+    case Kind::Begin: {
+        RouteDecision d = to_primary(nodes, "begin (standbys join on first use)");
+        d.movable = cls.txn.isolation != parser::Isolation::Serializable && cls.txn.access != parser::Access::ReadWrite &&
+                    !s.default_serializable;
+        return d;
+    }
     case Kind::Commit:
-    case Kind::Rollback:
+    case Kind::Rollback: {
+        if (!s.in_transaction) return to_primary(nodes, "transaction control outside a transaction");
+        RouteDecision d = to_set(Target::Transaction, s.transaction_nodes, nodes, "transaction end: every node of the transaction");
+        d.ends_transaction = true;
+        return d;
+    }
     case Kind::Savepoint:
     case Kind::RollbackToSavepoint:
     case Kind::ReleaseSavepoint:
@@ -215,9 +238,9 @@ RouteDecision route_all_scope(const Classification& cls, const SessionRouteState
     }
 }
 
-RouteDecision route_by_name(const Classification& cls, const SessionRouteState& s, const shm::NodeSnapshot& nodes) {
-    auto it = s.prepared.find(cls.name);
-    if (it == s.prepared.end()) return to_primary(nodes, "unknown prepared statement");
+RouteDecision route_by_name(const Classification& cls, const SessionModel& s, const shm::NodeSnapshot& nodes) {
+    auto it = s.statements.find(cls.name);
+    if (it == s.statements.end()) return to_primary(nodes, "unknown prepared statement");
     return to_set(Target::Nodes, it->second.nodes, nodes, "deallocate where prepared", false);
 }
 
@@ -229,35 +252,6 @@ std::string_view primary_reason(const Classification& cls) {
     if (cls.modifying_cte) return "data-modifying CTE";
     if (cls.scope == Scope::Primary && cls.kind == Kind::Set) return "set that standbys refuse";
     return cls.writes ? "write" : "primary-only statement";
-}
-
-void end_transaction(SessionRouteState& s) {
-    s.in_transaction = false;
-    s.transaction_failed = false;
-    s.transaction_written = false;
-    s.transaction_serializable = false;
-    s.started_by_multi_statement = false;
-    s.transaction_options = {};
-    s.transaction_nodes.reset();
-    s.savepoints.clear();
-    s.transaction_written_relations.clear();
-}
-
-void begin_transaction(SessionRouteState& s, const parser::TxnOptions& options, const NodeSet& nodes) {
-    end_transaction(s);
-    s.in_transaction = true;
-    s.transaction_options = options;
-    s.transaction_serializable = options.isolation == parser::Isolation::Serializable;
-    s.transaction_nodes = nodes;
-}
-
-void note_write(SessionRouteState& s, const Classification& cls, const RoutingPolicy& p) {
-    s.session_written = true;
-    if (!s.in_transaction) return;
-    s.transaction_written = true;
-    s.session_written_in_transaction = true;
-    // A write whose tables we cannot name (a writing function): every later read of the transaction.
-    if (!add_written_tables(s.transaction_written_relations, cls, p)) s.transaction_written_relations.insert("*");
 }
 
 }  // namespace
@@ -273,68 +267,6 @@ bool add_written_tables(std::set<std::string>& into, const Classification& cls, 
     }
     return known;
 }
-
-namespace {
-
-void note_savepoint(SessionRouteState& s, const Classification& cls) {
-    auto it = std::find(s.savepoints.rbegin(), s.savepoints.rend(), cls.name);
-    if (cls.kind == Kind::Savepoint) {
-        s.savepoints.push_back(cls.name);
-    } else if (it != s.savepoints.rend()) {
-        // ROLLBACK TO keeps the savepoint itself; RELEASE drops it too. transaction_written stays set.
-        auto keep = static_cast<size_t>(s.savepoints.rend() - it) - (cls.kind == Kind::ReleaseSavepoint ? 1 : 0);
-        s.savepoints.resize(keep);
-    }
-}
-
-void note_setting(SessionRouteState& s, const Classification& cls) {
-    const parser::SetInfo& set = cls.set;
-    bool serializable = cls.txn.isolation == parser::Isolation::Serializable;
-    if (cls.kind == Kind::Reset) {
-        if (set.reset_all || set.name == "default_transaction_isolation") s.default_serializable = false;
-        if (set.reset_all || set.name == "splitpool.route") s.force_primary = false;
-        return;
-    }
-    if (set.transaction || set.name == "transaction_isolation") {
-        if (s.in_transaction && cls.txn.isolation != parser::Isolation::Default) {
-            s.transaction_serializable = serializable;
-            s.transaction_options.isolation = cls.txn.isolation;
-        }
-    } else if (set.session_characteristics) {
-        if (cls.txn.isolation != parser::Isolation::Default) s.default_serializable = serializable;
-    } else if (set.name == "default_transaction_isolation") {
-        s.default_serializable = set.value == "serializable";
-    } else if (set.name == "splitpool.route") {
-        s.force_primary = set.value == "primary";
-    }
-}
-
-void note_prepared(SessionRouteState& s, const Classification& cls, const RouteDecision& d) {
-    switch (cls.kind) {
-    case Kind::Prepare: s.prepared[cls.name] = PreparedRoute{d.node, d.nodes, cls}; break;
-    case Kind::Execute: {
-        auto it = s.prepared.find(cls.name);
-        if (it != s.prepared.end()) it->second.nodes |= d.nodes;
-        break;
-    }
-    case Kind::Deallocate: s.prepared.erase(cls.name); break;
-    case Kind::DeallocateAll: s.prepared.clear(); break;
-    default: break;
-    }
-}
-
-void note_temp_tables(SessionRouteState& s, const Classification& cls) {
-    for (const std::string& t : cls.temp_tables_created) s.temp_tables.insert(t);
-    for (const std::string& t : cls.tables_dropped) s.temp_tables.erase(t);
-    if (cls.kind == Kind::DiscardAll) {
-        s.temp_tables.clear();
-        s.prepared.clear();
-        s.force_primary = false;
-        s.default_serializable = false;
-    }
-}
-
-}  // namespace
 
 namespace {
 
@@ -443,20 +375,21 @@ bool is_writing_function(std::string_view name, const RoutingPolicy& p) {
     std::string bare = bare_name(name);
     bool builtin_schema = !has_schema_other_than_catalog(name);
     if (builtin_schema && is_always_primary_function(bare)) return true;
+    if (builtin_schema && bare == "set_config") return false;  // a session setting: route() sends it everywhere
     if (!p.write_functions.empty()) return any_match(p.write_functions, name);
     if (!p.read_only_functions.empty()) return !any_match(p.read_only_functions, name);
     if (p.oracle) return p.oracle->is_volatile_function(name);
     return builtin_schema && is_known_volatile(bare);
 }
 
-void start_session(SessionRouteState& state, const shm::NodeSnapshot& nodes, const RoutingPolicy& policy,
+void start_session(SessionModel& state, const shm::NodeSnapshot& nodes, const RoutingPolicy& policy,
                    RandomSource& rng) {
     const RedirectRule* r = find_redirect(policy.redirects, state.database, state.user, state.application_name);
     state.redirect = r ? std::optional<RedirectRule>(*r) : std::nullopt;
     state.load_balance_node = choose_load_balance_node(nodes, r, rng);
 }
 
-RouteDecision route(const Classification& cls, std::string_view sql, const SessionRouteState& state,
+RouteDecision route(const Classification& cls, std::string_view sql, const SessionModel& state,
                     const shm::NodeSnapshot& nodes, const RoutingPolicy& policy, RandomSource& rng) {
     if (cls.splitpool_setting) {
         RouteDecision d;
@@ -469,10 +402,16 @@ RouteDecision route(const Classification& cls, std::string_view sql, const Sessi
     if (state.in_transaction && state.started_by_multi_statement)
         return to_primary(nodes, "transaction started by a multi-statement string");
     switch (cls.kind) {
-    case Kind::Execute: return route_execute(cls, sql, state, nodes, policy, rng);
+    case Kind::Execute: {
+        auto it = state.statements.find(cls.name);
+        if (it == state.statements.end()) return to_primary(nodes, "unknown prepared statement");
+        return route_prepared(it->second, state, nodes, policy, rng);
+    }
     case Kind::Deallocate: return route_by_name(cls, state, nodes);
     default: break;
     }
+    if (cls.calls_set_config && cls.load_balanceable && !calls_other_writing_function(cls, policy))
+        return to_set(Target::Session, session_set(state), nodes, "set_config: every node of the session");
     switch (cls.scope) {
     case Scope::All: return route_all_scope(cls, state, nodes);
     case Scope::Either:
@@ -489,64 +428,21 @@ RouteDecision route(const Classification& cls, std::string_view sql, const Sessi
     return d;
 }
 
-void note_statement(SessionRouteState& state, const Classification& cls, const RouteDecision& decision,
-                    const RoutingPolicy& policy) {
-    state.session_nodes |= decision.nodes;
-    if (decision.new_load_balance_node && decision.node >= 0) state.load_balance_node = decision.node;
-    switch (cls.kind) {
-    case Kind::Begin: begin_transaction(state, cls.txn, decision.nodes); return;
-    case Kind::Commit:
-    case Kind::Rollback:
-        if (cls.chain && state.in_transaction) {
-            parser::TxnOptions options = state.transaction_options;  // copies: begin_transaction resets them
-            NodeSet txn_nodes = state.transaction_nodes;
-            begin_transaction(state, options, txn_nodes);
-        }
-        else end_transaction(state);
-        return;
-    case Kind::TwoPhase: end_transaction(state); return;  // PREPARE TRANSACTION ends it; the others run outside one
-    case Kind::Savepoint:
-    case Kind::RollbackToSavepoint:
-    case Kind::ReleaseSavepoint: note_savepoint(state, cls); break;
-    case Kind::Set:
-    case Kind::Reset: note_setting(state, cls); break;
-    default: break;
+RouteDecision route_prepared(const PreparedStatement& st, const SessionModel& state, const shm::NodeSnapshot& nodes,
+                             const RoutingPolicy& policy, RandomSource& rng) {
+    RouteDecision d = st.sql_level ? route_sql_prepared(st, state, nodes, policy, rng)
+                                   : route(*st.cls, st.sql, state, nodes, policy, rng);
+    bool home_ok = st.home >= 0 && st.home != nodes.primary && node_usable(nodes, st.home) &&
+                   st.nodes.test(static_cast<size_t>(st.home));
+    if (d.target == Target::Node && home_ok) {
+        d.node = st.home;  // the statement exists there: stay
+        d.nodes = only(st.home);
+        d.new_load_balance_node = false;
+        d.reason = "execute follows prepare";
     }
-    if (state.in_transaction) state.transaction_nodes |= decision.nodes;
-    note_prepared(state, cls, decision);
-    note_temp_tables(state, cls);
-    if (decision.counts_as_write) note_write(state, cls, policy);
-}
-
-void note_transaction_status(SessionRouteState& state, char status, bool last_was_multi) {
-    if (status == 'I') {
-        if (state.in_transaction) end_transaction(state);
-        return;
-    }
-    if (!state.in_transaction) {
-        // A transaction we did not see begin: BEGIN inside a multi-statement string.
-        state.in_transaction = true;
-        state.started_by_multi_statement = last_was_multi;
-    }
-    if (status == 'E') state.transaction_failed = true;
-}
-
-std::vector<std::string> join_transaction_statements(const SessionRouteState& state) {
-    std::string begin = "BEGIN";
-    switch (state.transaction_options.isolation) {
-    case parser::Isolation::RepeatableRead: begin += " ISOLATION LEVEL REPEATABLE READ"; break;
-    case parser::Isolation::ReadCommitted: begin += " ISOLATION LEVEL READ COMMITTED"; break;
-    case parser::Isolation::ReadUncommitted: begin += " ISOLATION LEVEL READ UNCOMMITTED"; break;
-    default: break;  // SERIALIZABLE never reaches a standby; default stays default
-    }
-    if (state.transaction_options.access == parser::Access::ReadOnly) begin += " READ ONLY";
-    std::vector<std::string> out{begin};
-    for (const std::string& sp : state.savepoints) {
-        std::string quoted = "SAVEPOINT \"";
-        for (char c : sp) quoted += c == '"' ? std::string("\"\"") : std::string(1, c);
-        out.push_back(quoted + "\"");
-    }
-    return out;
+    d.reprepare = d.node >= 0 && !st.nodes.test(static_cast<size_t>(d.node));
+    d.prepared = &st;
+    return d;
 }
 
 std::string describe(const Classification& cls, const RouteDecision& d, const shm::NodeSnapshot& nodes) {

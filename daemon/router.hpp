@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "daemon/balancer.hpp"
+#include "daemon/session_model.hpp"
 #include "parser/classify.hpp"
 #include "shm/status_table.hpp"
 
@@ -69,38 +70,6 @@ bool set_dml_adaptive_relationships(RoutingPolicy* policy, std::string_view text
 // from what `into` already holds; false when the write's tables are unknown (a writing function).
 bool add_written_tables(std::set<std::string>& into, const parser::Classification& cls, const RoutingPolicy& policy);
 
-// Where a SQL-level PREPAREd statement lives.
-struct PreparedRoute {
-    int home = -1;                 // node that got the PREPARE
-    NodeSet nodes;                 // every node it is prepared on (re-prepares add the primary)
-    parser::Classification cls;    // the PREPARE's classification (flags of the inner statement)
-};
-
-// What the router needs to know about a session; updated by note_statement / note_transaction_status.
-struct SessionRouteState {
-    std::string database, user, application_name;  // from the startup packet
-    std::optional<RedirectRule> redirect;           // resolved by start_session
-    int load_balance_node = -1;                     // chosen per session (start_session)
-    NodeSet session_nodes;                          // nodes that received statements of this session
-
-    bool in_transaction = false;          // explicit transaction block open
-    bool transaction_failed = false;      // aborted ('E'): only ROLLBACK and friends are useful
-    bool transaction_written = false;     // wrote in this transaction; a savepoint rollback keeps it
-    bool transaction_serializable = false;
-    bool started_by_multi_statement = false;
-    parser::TxnOptions transaction_options;          // for BEGIN on a standby joining late
-    NodeSet transaction_nodes;
-    std::vector<std::string> savepoints;             // open savepoints, oldest first
-    std::set<std::string> transaction_written_relations;  // dml_adaptive; "*" = unknown tables
-
-    bool session_written = false;         // any write in the session (disable_load_balance_on_write = always)
-    bool session_written_in_transaction = false;  // an explicit transaction wrote (trans_transaction)
-    bool default_serializable = false;    // default_transaction_isolation / SESSION CHARACTERISTICS
-    bool force_primary = false;           // SET splitpool.route = primary
-    std::set<std::string> temp_tables;    // check_temp_table = trace: CREATE TEMP TABLE names
-    std::unordered_map<std::string, PreparedRoute> prepared;  // SQL PREPARE name -> where
-};
-
 enum class Target : uint8_t {
     Primary,      // the primary only (node = primary id)
     Node,         // one node chosen by load balancing (node; may be the primary)
@@ -118,29 +87,25 @@ struct RouteDecision {
     bool load_balanced = false;    // a read sent to the load-balance choice (select counters)
     bool counts_as_write = false;  // a successful run makes the transaction / session "writing"
     bool new_load_balance_node = false;  // the session's node was down or unset: note_statement adopts `node`
-    bool reprepare = false;        // EXECUTE of a statement not prepared on `node`: send its PREPARE there first
+    bool reprepare = false;        // EXECUTE/Bind of a statement not prepared on `node`: create it there first
+    bool ends_transaction = false; // COMMIT/ROLLBACK: where a node failed, the others get ROLLBACK
+    const PreparedStatement* prepared = nullptr;  // EXECUTE/Bind: the statement, created where it is missing
+    bool movable = false;          // BEGIN: may start on whichever node its batch runs on (others join later)
     std::string_view reason;       // static text for debug logs
 };
 
 // Session start: resolves the redirect preference and picks the session's load-balance node.
-void start_session(SessionRouteState& state, const shm::NodeSnapshot& nodes, const RoutingPolicy& policy,
+void start_session(SessionModel& state, const shm::NodeSnapshot& nodes, const RoutingPolicy& policy,
                    RandomSource& rng);
 
 // The decision for one statement. `sql` is the statement text (for primary_routing_query_pattern_list).
-RouteDecision route(const parser::Classification& cls, std::string_view sql, const SessionRouteState& state,
+RouteDecision route(const parser::Classification& cls, std::string_view sql, const SessionModel& state,
                     const shm::NodeSnapshot& nodes, const RoutingPolicy& policy, RandomSource& rng);
 
-// After the statement completed successfully: transaction, savepoint, prepared and session bookkeeping.
-void note_statement(SessionRouteState& state, const parser::Classification& cls, const RouteDecision& decision,
-                    const RoutingPolicy& policy);
-
-// At each ReadyForQuery: 'I' idle, 'T' in transaction, 'E' failed. Catches transactions begun or ended
-// inside multi-statement strings and failures. `last_was_multi`: the statement was a multi-statement string.
-void note_transaction_status(SessionRouteState& state, char status, bool last_was_multi);
-
-// Statements that bring a node joining the open transaction late up to date: BEGIN with the
-// transaction's isolation (never READ WRITE or SERIALIZABLE, which standbys refuse) and the open savepoints.
-std::vector<std::string> join_transaction_statements(const SessionRouteState& state);
+// The decision for a Bind (or EXECUTE) of a prepared statement: routed as its statement would be
+// now, staying on a standby where it already exists when balanced; `reprepare` when `node` lacks it.
+RouteDecision route_prepared(const PreparedStatement& statement, const SessionModel& state,
+                             const shm::NodeSnapshot& nodes, const RoutingPolicy& policy, RandomSource& rng);
 
 // "read → node 2 (standby, load balance)" for debug logs.
 std::string describe(const parser::Classification& cls, const RouteDecision& decision, const shm::NodeSnapshot& nodes);

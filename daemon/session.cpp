@@ -384,7 +384,7 @@ void Session::run() {
     };
     Config session_config = ctx_.config;  // PGPOOL SET changes this copy only
     Dispatcher dispatcher({ctx_.config, session_config, ctx_.policy, ctx_.classifications, ctx_.catalog, ctx_.table,
-                           ctx_.primary_only, side_query},
+                           side_query},
                           startup_.database(), startup_.user(), startup_.application_name());
     RelayContext rc{ctx_.loop, client_, *set_, session_config, ctx_.table, ctx_.child_slot, primary_node(ctx_),
                     ctx_.fast_shutdown, dispatcher,

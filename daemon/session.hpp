@@ -34,7 +34,6 @@ struct SessionContext {
     // Per child, kept across sessions:
     parser::ClassificationCache& classifications;
     CatalogCache& catalog;
-    std::set<std::string>& primary_only;   // statements a standby refused
     const RoutingPolicy& policy;
     const AuthFiles& auth_files;
     SSL_CTX* tls_server;                   // null: SSLRequest is answered 'N'

@@ -457,6 +457,7 @@ Classification classify(std::string_view sql) {
     if (c.kind == Kind::Show && is_splitpool_name(lower(c.name))) c.splitpool_setting = true;
     for (auto* v : {&c.functions, &c.relations, &c.written_relations, &c.temp_tables_created})
         dedupe(v);
+    for (const std::string& f : c.functions) c.calls_set_config = c.calls_set_config || f == "set_config" || f == "pg_catalog.set_config";
     return c;
 }
 

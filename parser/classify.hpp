@@ -106,6 +106,11 @@ struct Classification {
     // SET/RESET/SHOW splitpool.*: our own session setting (splitpool.route = primary | default), answered
     // by splitpool, never forwarded. Also recognised unquoted (`= primary`), which PostgreSQL's grammar rejects.
     bool splitpool_setting = false;
+    // Calls set_config(): a session setting made by a query (reaches every node of the session, as SET does).
+    bool calls_set_config = false;
+    // A standby refused this statement as a standby (25006): the cached classification remembers it
+    // for the child, so the next run goes to the primary at once. Bounded by the cache, unlike a list.
+    mutable bool refused_by_standby = false;
 
     std::vector<std::string> functions;          // called functions, lowercased, as written ("public.f1", "nextval")
     std::vector<std::string> relations;          // referenced relations, lowercased, as written ("s.t", "t"); CTE names excluded

@@ -5,7 +5,7 @@
 
 namespace splitpool::parser {
 
-const Classification& ClassificationCache::lookup_or_classify(std::string_view sql) {
+std::shared_ptr<const Classification> ClassificationCache::lookup_shared(std::string_view sql) {
     cache_key(sql, &key_);
     auto it = map_.find(key_);
     if (it != map_.end()) {
@@ -15,7 +15,7 @@ const Classification& ClassificationCache::lookup_or_classify(std::string_view s
     }
     ++misses_;
     evict_to(capacity_ - 1);
-    lru_.push_front(Entry{key_, classify(sql)});
+    lru_.push_front(Entry{key_, std::make_shared<const Classification>(classify(sql))});
     map_.emplace(lru_.front().key, lru_.begin());
     return lru_.front().value;
 }

@@ -4,6 +4,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <list>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -23,7 +24,9 @@ public:
     // The classification of `sql`: from the cache when a statement with the same key was seen, else
     // parsed and remembered (evicting the least recently used entry when full). The reference stays
     // valid until the next call that may evict it (lookup_or_classify, set_capacity, clear).
-    const Classification& lookup_or_classify(std::string_view sql);
+    const Classification& lookup_or_classify(std::string_view sql) { return *lookup_shared(sql); }
+    // The same, shared: what a session keeps for a prepared statement outlives the cache entry.
+    std::shared_ptr<const Classification> lookup_shared(std::string_view sql);
 
     // Shrinking evicts the least recently used entries. 0 is taken as 1.
     void set_capacity(size_t capacity);
@@ -39,7 +42,7 @@ public:
 private:
     struct Entry {
         std::string key;
-        Classification value;
+        std::shared_ptr<const Classification> value;
     };
     using List = std::list<Entry>;
 

@@ -117,12 +117,31 @@ def test_set_reaches_every_node_the_session_uses(splitpool, cluster, table):
 
 
 def test_standby_refusal_is_retried_on_the_primary(splitpool, cluster, table):
-    """txid_current() is STABLE in pg_proc but refuses to run during recovery (25006)."""
+    """A STABLE function that calls txid_current() is balanced, and a standby refuses it (25006):
+    run again on the primary, over the simple and the extended protocol, then sent there at once."""
+    cluster.sql(0, "create or replace function rt_xid() returns bigint language sql stable "
+                   "as 'select txid_current()'", db="sp_test")
+    cluster.wait_replicas_caught_up()
     sp = splitpool(backend=cluster.backends(weights=(0, 1, 1)))
-    for _ in range(3):
-        with connect(sp.port, dbname="sp_test") as c:
-            assert int(c.execute("select txid_current()").fetchone()[0]) > 0
+    with connect(sp.port, dbname="sp_test") as c:
+        row = c.execute("select rt_xid(), inet_server_port()").fetchone()  # extended protocol
+        assert int(row[0]) > 0 and row[1] == cluster.ports[0]
+        c.execute("select rt_xid(), inet_server_port()", prepare=True)
+        row = c.execute("select rt_xid(), inet_server_port()", prepare=True).fetchone()
+        assert row[1] == cluster.ports[0]
+        assert port_of(c) in cluster.ports[1:]  # other reads stay balanced
+    out = psql(sp.port, "select rt_xid() > 0, inet_server_port()", db="sp_test").stdout.split()
+    assert out == [f"t|{cluster.ports[0]}"]
     assert "refused a balanced read" in sp.log_text()
+
+
+def test_functions_a_standby_refuses_go_to_the_primary_at_once(splitpool, cluster, table):
+    sp = splitpool(backend=cluster.backends(weights=(0, 1, 1)))
+    with connect(sp.port, dbname="sp_test") as c:
+        for f in ("txid_current()", "pg_current_xact_id()", "pg_current_wal_lsn()", "pg_current_wal_insert_lsn()",
+                  "pg_current_wal_flush_lsn()", "pg_notify('rt_chan', 'x')"):
+            assert c.execute(f"select {f}, inet_server_port(), %s::int", (1,)).fetchone()[1] == cluster.ports[0], f
+    assert "refused a balanced read" not in sp.log_text()
 
 
 def test_extended_protocol_pipeline_with_psycopg(splitpool, cluster, table):

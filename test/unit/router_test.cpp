@@ -54,7 +54,7 @@ struct Env {
     daemon::RoutingPolicy policy;
     FakeOracle oracle;
     SeqRandom rng;
-    daemon::SessionRouteState state;
+    daemon::SessionModel state;
     bool down1_after_start = false;
     bool down1_after_prelude = false;
 };
@@ -125,7 +125,7 @@ void run_prelude(Env& e, const std::string& prelude) {
         }
         parser::Classification cls = parser::classify(stmt);
         RouteDecision d = daemon::route(cls, stmt, e.state, e.nodes, e.policy, e.rng);
-        daemon::note_statement(e.state, cls, d, e.policy);
+        daemon::note_statement(e.state, cls, stmt, d, e.policy);
     }
 }
 
@@ -231,7 +231,27 @@ const Row kRows[] = {
     {"", "", "SELECT currval('s')", "primary", "writing function"},
     {"", "", "SELECT pg_catalog.nextval('s')", "primary", "writing function"},
     {"", "", "SELECT myschema.nextval('s')", "node:1", ""},
-    {"", "", "SELECT set_config('a', 'b', false)", "primary", "writing function"},
+    // set_config is a session setting: every node of the session, as SET (beyond pgpool)
+    {"", "", "SELECT set_config('a', 'b', false)", "session:0", "set_config"},
+    {"", "SELECT 1", "SELECT set_config('a', 'b', false)", "session:0,1", "set_config"},
+    {"", "BEGIN|SELECT 1", "SELECT set_config('a', 'b', true)", "session:0,1", "set_config"},
+    {"", "", "SELECT set_config('a', 'b', false), nextval('s')", "primary", "writing function"},
+    {"", "", "SELECT set_config('a', 'b', false) FROM pg_class", "session:0", "set_config"},
+    // functions a standby refuses go to the primary without a failed try, whatever the lists say
+    {"", "", "SELECT pg_current_xact_id()", "primary", "writing function"},
+    {"", "", "SELECT txid_current()", "primary", "writing function"},
+    {"", "", "SELECT pg_current_wal_lsn()", "primary", "writing function"},
+    {"", "", "SELECT pg_current_wal_insert_lsn()", "primary", "writing function"},
+    {"", "", "SELECT pg_current_wal_flush_lsn()", "primary", "writing function"},
+    {"", "", "SELECT pg_walfile_name(pg_current_wal_lsn())", "primary", "writing function"},
+    {"", "", "SELECT pg_notify('c', 'p')", "primary", "writing function"},
+    {"", "", "SELECT pg_create_restore_point('x')", "primary", "writing function"},
+    {"", "", "SELECT lo_from_bytea(0, 'x')", "primary", "writing function"},
+    {"", "", "SELECT pg_logical_emit_message(true, 'p', 'x')", "primary", "writing function"},
+    {"", "", "SELECT brin_summarize_new_values('i')", "primary", "writing function"},
+    {"rofl", "", "SELECT pg_current_xact_id()", "primary", "writing function"},
+    {"oracle", "", "SELECT txid_current()", "primary", "writing function"},
+    {"", "", "SELECT txid_current_if_assigned()", "node:1", "load balance"},
     {"", "", "SELECT pg_terminate_backend(123)", "primary", "writing function"},
     {"", "", "SELECT pg_cancel_backend(123)", "primary", "writing function"},
     {"", "", "SELECT count(*) FROM t", "node:1", ""},
@@ -244,14 +264,14 @@ const Row kRows[] = {
     {"oracle", "", "SELECT myvolatile(1)", "primary", "writing function"},
     {"oracle", "", "SELECT mystable(1)", "node:1", ""},
     {"oracle", "", "SELECT nextval('s')", "primary", "writing function"},
-    {"oracle", "", "SELECT set_config('a', 'b', false)", "primary", "writing function"},
+    {"oracle", "", "SELECT set_config('a', 'b', false)", "session:0", "set_config"},
     // write_function_list / read_only_function_list
     {"wfl", "", "SELECT nextval('s')", "primary", "writing function"},
     {"wfl", "", "SELECT my_writer()", "primary", "writing function"},
     {"wfl", "", "SELECT random()", "node:1", ""},
     {"wfl", "", "SELECT currval('s')", "node:1", ""},
     {"wfl", "", "SELECT public.my_writer()", "node:1", ""},
-    {"wfl", "", "SELECT set_config('a', 'b', false)", "primary", "writing function"},
+    {"wfl", "", "SELECT set_config('a', 'b', false)", "session:0", "set_config"},
     {"wfl", "", "EXPLAIN SELECT nextval('s')", "node:1", ""},
     {"wfl", "", "EXPLAIN ANALYZE SELECT nextval('s')", "primary", "writing function"},
     {"rofl", "", "SELECT count(*) FROM t", "node:1", ""},
@@ -307,7 +327,7 @@ const Row kRows[] = {
     {"", "", "BEGIN", "primary", "begin"},
     {"", "", "START TRANSACTION", "primary", "begin"},
     {"", "BEGIN", "SELECT 1", "node:1", "load balance"},
-    {"", "BEGIN|SELECT 1", "COMMIT", "txn:0,1", "transaction control"},
+    {"", "BEGIN|SELECT 1", "COMMIT", "txn:0,1", "transaction end"},
     {"", "BEGIN", "COMMIT", "txn:0", ""},
     {"", "BEGIN", "END", "txn:0", ""},
     {"", "BEGIN|SELECT 1", "ABORT", "txn:0,1", ""},
@@ -493,11 +513,12 @@ TEST_CASE("note_statement tracks transaction nodes, savepoints and the written f
     run_prelude(e, "BEGIN ISOLATION LEVEL REPEATABLE READ|SAVEPOINT a|SAVEPOINT b|SELECT 1|SAVEPOINT c");
     CHECK(e.state.in_transaction);
     CHECK(set_text(e.state.transaction_nodes) == "0,1");
-    CHECK(e.state.savepoints == std::vector<std::string>{"a", "b", "c"});
+    using V = std::vector<std::string>;
+    CHECK(daemon::join_transaction_statements(e.state) ==
+          V{"BEGIN ISOLATION LEVEL REPEATABLE READ", "SAVEPOINT \"a\"", "SAVEPOINT \"b\"", "SAVEPOINT \"c\""});
     run_prelude(e, "ROLLBACK TO b");
-    CHECK(e.state.savepoints == std::vector<std::string>{"a", "b"});
+    CHECK(daemon::join_transaction_statements(e.state).size() == 3);
     run_prelude(e, "INSERT INTO t VALUES (1)|RELEASE a");
-    CHECK(e.state.savepoints.empty());
     CHECK(e.state.transaction_written);
     auto join = daemon::join_transaction_statements(e.state);
     REQUIRE(join.size() == 1);

@@ -1,0 +1,99 @@
+// What one client session and its open transaction are now, as PostgreSQL would see them: the one
+// place the router reads and that changes when a statement runs (never when it is only parsed).
+#pragma once
+
+#include <map>
+#include <memory>
+#include <optional>
+#include <set>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "daemon/balancer.hpp"
+#include "parser/classify.hpp"
+
+namespace splitpool::daemon {
+
+struct RouteDecision;
+struct RoutingPolicy;
+
+// A prepared statement, from SQL PREPARE or a protocol Parse (PostgreSQL keeps both in one namespace).
+struct PreparedStatement {
+    std::string sql;                  // Parse: the query text; SQL PREPARE: the whole PREPARE statement
+    std::string create;               // what creates it on another node: a Parse message, or the PREPARE as a Query
+    bool sql_level = false;           // created by SQL PREPARE (`create` is a Query, else a Parse needing a Sync)
+    std::shared_ptr<const parser::Classification> cls;  // SQL PREPARE: the PREPARE's (flags of the inner statement)
+    NodeSet nodes;                    // nodes where it exists
+    int home = -1;                    // node it was first created on
+};
+
+// A statement whose effect a node joining later must get: session settings, savepoints, SET LOCAL.
+// `bytes` are protocol messages that end in Query or Sync, answered by exactly one ReadyForQuery.
+struct ReplayEntry {
+    std::string bytes;
+    std::string savepoint;            // SAVEPOINT entries of the transaction log: the name
+    std::string setting;              // SET/RESET: the lowercased name (a later SET of it replaces this entry)
+    bool session_level = true;        // survives the transaction's COMMIT (SET LOCAL does not)
+};
+
+struct SessionModel {
+    // Identity and load balancing (start_session).
+    std::string database, user, application_name;  // from the startup packet
+    std::optional<RedirectRule> redirect;
+    int load_balance_node = -1;
+    NodeSet session_nodes;                // nodes that received statements of this session
+
+    // The open transaction.
+    bool in_transaction = false;          // explicit transaction block open
+    bool transaction_failed = false;      // aborted ('E'): only ROLLBACK and friends are useful
+    bool transaction_written = false;     // wrote in this transaction; a savepoint rollback keeps it
+    bool transaction_serializable = false;
+    bool started_by_multi_statement = false;
+    parser::TxnOptions transaction_options;          // for BEGIN on a standby joining late
+    NodeSet transaction_nodes;
+    std::vector<ReplayEntry> transaction_log;        // savepoints and settings since BEGIN, in order
+    std::set<std::string> transaction_written_relations;  // dml_adaptive; "*" = unknown tables
+
+    // The session.
+    bool session_written = false;         // any write in the session (disable_load_balance_on_write = always)
+    bool session_written_in_transaction = false;  // an explicit transaction wrote (trans_transaction)
+    bool default_serializable = false;    // default_transaction_isolation / SESSION CHARACTERISTICS
+    bool force_primary = false;           // SET splitpool.route = primary
+    bool settings_overflow = false;       // more settings than kMaxSettings: reads stay on the primary
+    std::vector<ReplayEntry> settings;    // session settings, replayed on a node before its first statement
+    std::set<std::string> temp_tables;    // check_temp_table = trace: CREATE TEMP TABLE names
+    std::set<std::string> listening;      // LISTEN channels (on the primary)
+    std::map<std::string, PreparedStatement> statements;  // by name ("" = unnamed)
+    std::map<std::string, int> portals;   // protocol portals by name -> node; gone when a transaction ends
+
+    static constexpr size_t kMaxSettings = 256;
+};
+
+// What `statement` needs replayed (its own bytes passed to note_statement): session settings.
+bool is_session_setting(const parser::Classification& cls);
+
+// The statement ran (was sent) with this decision: transaction, savepoint, setting, prepared-statement
+// and session bookkeeping. `sql` is its text, `replay` what runs it again elsewhere (for settings).
+void note_statement(SessionModel& model, const parser::Classification& cls, std::string_view sql,
+                    const RouteDecision& decision, const RoutingPolicy& policy, std::string_view replay = {});
+
+// At each ReadyForQuery the client sees: 'I' idle, 'T' in transaction, 'E' failed. Catches
+// transactions begun or ended inside multi-statement strings, and failures.
+void note_transaction_status(SessionModel& model, char status, bool last_was_multi);
+
+// A protocol Parse: creates (or replaces) a statement that exists nowhere yet.
+void note_parse(SessionModel& model, std::string name, std::string_view sql, std::string parse_message,
+                std::shared_ptr<const parser::Classification> cls);
+// Close of a statement ('S') or a portal ('P').
+void note_close(SessionModel& model, char what, const std::string& name);
+
+// Bytes that bring a node joining the open transaction late up to date: BEGIN with the transaction's
+// isolation (never READ WRITE or SERIALIZABLE, which standbys refuse), then the first `log_entries`
+// of the transaction log. `ready` gets the number of ReadyForQuery messages they produce.
+std::string join_transaction_bytes(const SessionModel& model, size_t log_entries, int* ready);
+std::vector<std::string> join_transaction_statements(const SessionModel& model);  // the same as SQL, for tests
+// The first `entries` session settings, for a node about to get its first statement of the session.
+std::string replay_bytes(const SessionModel& model, size_t entries, int* ready);
+
+}  // namespace splitpool::daemon

@@ -2,8 +2,10 @@
 # Benchmark: pgbench against PostgreSQL directly and through splitpool, PgBouncer and pgpool-II, same primary.
 # Env: BENCH_SECONDS (10) per run, BENCH_ROUNDS (2, median taken), BENCH_CLIENTS (8), BENCH_THREADS (2),
 #      BENCH_SCALE (10), BENCH_OUT (bench-results.md), BENCH_TARGETS (direct relay splitpool pgbouncer pgpool),
-#      SPLITPOOL_BIN (bin/splitpool).
-# Ports: PostgreSQL 16432, splitpool 16500, PgBouncer 16501, pgpool-II 16502 (pcp 16503), relay 16504.
+#      SPLITPOOL_BIN (bin/splitpool), BASELINE_BIN (another splitpool build, e.g. the previous commit's:
+#      adds the target "baseline", so a change is measured against what it replaces in the same run).
+# Ports: PostgreSQL 16432, splitpool 16500, PgBouncer 16501, pgpool-II 16502 (pcp 16503), relay 16504,
+#        baseline 16505.
 # "relay" is scripts/bench_relay.c, a fork-per-client byte copier: the ceiling of any prefork proxy here.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -18,9 +20,10 @@ THREADS=${BENCH_THREADS:-2}
 SCALE=${BENCH_SCALE:-10}
 OUT=${BENCH_OUT:-bench-results.md}
 BIN=${SPLITPOOL_BIN:-$repo/bin/splitpool}
-read -r -a WANTED <<<"${BENCH_TARGETS:-direct relay splitpool pgbouncer pgpool}"
+BASELINE_BIN=${BASELINE_BIN:-}
+read -r -a WANTED <<<"${BENCH_TARGETS:-direct relay splitpool ${BASELINE_BIN:+baseline} pgbouncer pgpool}"
 PG_PORT=16432
-declare -A PORT=([direct]=$PG_PORT [splitpool]=16500 [pgbouncer]=16501 [pgpool]=16502 [relay]=16504)
+declare -A PORT=([direct]=$PG_PORT [splitpool]=16500 [pgbouncer]=16501 [pgpool]=16502 [relay]=16504 [baseline]=16505)
 PCP_PORT=16503
 DB=bench
 
@@ -72,6 +75,7 @@ cleanup() {
     local rc=$?
     trap - EXIT INT TERM
     stop_server splitpool INT
+    stop_server baseline INT
     stop_server pgbouncer TERM
     stop_server pgpool INT
     stop_server relay TERM
@@ -106,15 +110,17 @@ port_free() {
 
 # ------------------------------------------------------------------ targets
 
+# start_splitpool [name binary pcp_port]: the same configuration for splitpool and the baseline build.
 start_splitpool() {
-    local dir=$WORK/splitpool
-    [ -x "$BIN" ] || { log "skipping splitpool: $BIN not found (run make)"; return 1; }
+    local name=${1:-splitpool} bin=${2:-$BIN} pcp=${3:-16510}
+    local dir=$WORK/$name
+    [ -x "$bin" ] || { log "skipping $name: $bin not found (run make)"; return 1; }
     mkdir -p "$dir"
     cat >"$dir/splitpool.toml" <<EOF
 listen_addresses = "127.0.0.1"
-port = ${PORT[splitpool]}
+port = ${PORT[$name]}
 unix_socket_directories = "$dir"
-pcp_port = 16510
+pcp_port = $pcp
 pcp_socket_dir = "$dir"
 pid_file_name = "splitpool.pid"
 logdir = "$dir"
@@ -132,8 +138,8 @@ weight = 1
 flag = ["ALWAYS_PRIMARY", "DISALLOW_TO_FAILOVER"]
 application_name = "node0"
 EOF
-    spawn splitpool no "$dir/splitpool.log" "$BIN" -n -f "$dir/splitpool.toml"
-    wait_target splitpool "$dir/splitpool.log"
+    spawn "$name" no "$dir/splitpool.log" "$bin" -n -f "$dir/splitpool.toml"
+    wait_target "$name" "$dir/splitpool.log"
 }
 
 start_pgbouncer() {
@@ -220,6 +226,8 @@ start_targets() {
         case "$name" in
             direct) TARGETS+=(direct) ;;
             splitpool) if start_splitpool; then TARGETS+=(splitpool); else stop_server splitpool INT; fi ;;
+            baseline)
+                if start_splitpool baseline "$BASELINE_BIN" 16511; then TARGETS+=(baseline); else stop_server baseline INT; fi ;;
             pgbouncer) if start_pgbouncer; then TARGETS+=(pgbouncer); else stop_server pgbouncer TERM; fi ;;
             pgpool) if start_pgpool; then TARGETS+=(pgpool); else stop_server pgpool INT; fi ;;
             relay) if start_relay; then TARGETS+=(relay); else stop_server relay TERM; fi ;;

@@ -432,8 +432,10 @@ RouteDecision route_prepared(const PreparedStatement& st, const SessionModel& st
                              const RoutingPolicy& policy, RandomSource& rng) {
     RouteDecision d = st.sql_level ? route_sql_prepared(st, state, nodes, policy, rng)
                                    : route(*st.cls, st.sql, state, nodes, policy, rng);
-    bool home_ok = st.home >= 0 && st.home != nodes.primary && node_usable(nodes, st.home) &&
-                   st.nodes.test(static_cast<size_t>(st.home));
+    // With statement-level balancing each run is balanced afresh (created on a new node once);
+    // otherwise a balanced statement stays on the standby where it already exists.
+    bool home_ok = !policy.statement_level_load_balance && st.home >= 0 && st.home != nodes.primary &&
+                   node_usable(nodes, st.home) && st.nodes.test(static_cast<size_t>(st.home));
     if (d.target == Target::Node && home_ok) {
         d.node = st.home;  // the statement exists there: stay
         d.nodes = only(st.home);

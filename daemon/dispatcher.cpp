@@ -14,14 +14,9 @@ namespace splitpool::daemon {
 
 using parser::Classification;
 using parser::Kind;
+using proto::query_message;
 
 namespace {
-
-std::string query_message(std::string_view sql) {
-    std::string out;
-    proto::put_query(out, sql);
-    return out;
-}
 
 // Bind: portal name, statement name. Describe/Close: 'S' or 'P', name. Execute: portal name.
 struct Names {
@@ -472,17 +467,30 @@ void Dispatcher::route_runs(const std::vector<NodeView>& nodes, int main) {
     last_multi_ = false;
 }
 
-// What a node other than the main one gets of a run: its Parse (or what creates the statement
-// there), its Bind and the Executes of its portal. `create` collects statements to create first.
-std::string Dispatcher::run_messages(const Run& run, int node, std::string* create, int* creates) {
+// Statements that runs of this batch on `node` (every run: `all_runs`) bind but the node lacks and
+// the batch does not parse: created there first, each once. `count` gets their ReadyForQuery count.
+std::string Dispatcher::creates_for(int node, bool all_runs, int* count) const {
     std::string out;
-    if (run.parse_msg >= 0) {
-        out += message_at(size_t(run.parse_msg));
-    } else if (!run.statement->nodes.test(size_t(node))) {
-        *create += run.statement->create;
-        if (!run.statement->sql_level) *create += kSync;
-        ++*creates;
+    *count = 0;
+    for (size_t i = 0; i < runs_.size(); ++i) {
+        const Run& r = runs_[i];
+        if (!r.statement || r.parse_msg >= 0 || !(all_runs || r.decision.nodes.test(size_t(node)))) continue;
+        if (r.statement->nodes.test(size_t(node))) continue;
+        bool again = false;
+        for (size_t k = 0; k < i; ++k) again = again || runs_[k].statement == r.statement;
+        if (again) continue;
+        out += r.statement->create;
+        if (!r.statement->sql_level) out += kSync;
+        ++*count;
     }
+    return out;
+}
+
+// What a node other than the main one gets of a run: its Parse when the batch has it, its Bind
+// and the Executes of its portal.
+std::string Dispatcher::run_messages(const Run& run) const {
+    std::string out;
+    if (run.parse_msg >= 0) out += message_at(size_t(run.parse_msg));
     out += message_at(run.bind);
     for (size_t i = run.bind + 1; i < batch_msgs_.size(); ++i) {
         char type = batch_msgs_[i].first;
@@ -495,55 +503,52 @@ std::string Dispatcher::run_messages(const Run& run, int node, std::string* crea
     return out;
 }
 
+// The main node gets the whole batch (after the statements it lacks, except inside a Flush-ended
+// batch, whose replies could not be told apart: such a Bind gets PostgreSQL's own error).
 void Dispatcher::send_batch(bool sync, int main, const std::vector<NodeView>& nodes, Plan& plan) {
-    // Statements the main node lacks: created there first (not inside a Flush-ended batch, whose
-    // replies cannot be told apart; such a Bind gets PostgreSQL's own error).
-    std::string create, retry_create;
-    int creates = 0;
     NodeSet fan;
-    bool reads = false, all_balanced = !runs_.empty();
+    bool reads = false, balanced = !runs_.empty();
     for (const Run& r : runs_) {
-        all_balanced = all_balanced && r.decision.load_balanced;
+        balanced = balanced && r.decision.load_balanced;
         if (!r.statement) continue;
         fan |= r.decision.nodes;
         reads = reads || r.cls->kind == Kind::Read;
-        if (r.parse_msg >= 0 || pinned_node_ >= 0) continue;
-        const PreparedStatement& st = *r.statement;
-        std::string one = st.create + (st.sql_level ? "" : std::string(kSync));
-        if (!st.nodes.test(size_t(main)) && create.find(one) == std::string::npos) {
-            create += one;
-            ++creates;
-        }
-        if (!st.nodes.test(size_t(primary_))) retry_create += one;
     }
+    fan.reset(size_t(main));
+    int creates = 0;
+    std::string create = pinned_node_ >= 0 ? std::string() : creates_for(main, true, &creates);
     if (creates > 0) add_send(main, Delivery::Swallow, std::move(create), plan, creates);
     add_send(main, Delivery::Forward, batch_, plan, sync ? 1 : 0);
     Send& forward = plan.sends.back();
     forward.counts_as_select = reads;
     if (!runs_.empty() && runs_.back().statement)
         forward.stmt_class = statement_class(*runs_.back().cls, runs_.back().sql);
-    forward.retryable = sync && pinned_node_ < 0 && all_balanced && main != primary_ && !start_.in_transaction &&
-                        (fan & ~NodeSet().set(size_t(main))).none();
+    // A balanced read outside a transaction may be redone on the primary (see plan_query).
+    forward.retryable = sync && pinned_node_ < 0 && balanced && main != primary_ && !start_.in_transaction && fan.none();
     if (forward.retryable) {
-        forward.retry_prepare = std::move(retry_create);
+        int n = 0;
+        forward.retry_prepare = creates_for(primary_, true, &n);
         for (const Run& r : runs_) forward.retry_statements.push_back(r.cls);
     }
-    fan.reset(size_t(main));
-    bool quiet_rollback = failed_node(nodes) >= 0;
-    for (int node = 0; node < int(nodes.size()) && node < shm::kMaxNodes; ++node) {
-        if (!fan.test(size_t(node))) continue;
-        std::string out, create_here;
-        int creates_here = 0;
-        bool rollback = false;
-        for (const Run& r : runs_) {
-            if (!r.statement || !r.decision.nodes.test(size_t(node))) continue;
-            rollback = rollback || (quiet_rollback && r.decision.ends_transaction);
-            out += run_messages(r, node, &create_here, &creates_here);
-        }
-        if (creates_here > 0) add_send(node, Delivery::Swallow, std::move(create_here), plan, creates_here);
-        add_send(node, Delivery::Swallow, rollback ? query_message("ROLLBACK") : out + std::string(kSync), plan);
-    }
+    for (int node = 0; node < int(nodes.size()) && node < shm::kMaxNodes; ++node)
+        if (fan.test(size_t(node))) send_fan_out(node, failed_node(nodes) >= 0, plan);
     close_elsewhere(main, plan);
+}
+
+// A node other than the main one: the runs whose decision includes it, replies not heard. In a
+// failed transaction, a COMMIT's other nodes are rolled back instead.
+void Dispatcher::send_fan_out(int node, bool failed, Plan& plan) {
+    std::string out;
+    bool rollback = false;
+    for (const Run& r : runs_) {
+        if (!r.statement || !r.decision.nodes.test(size_t(node))) continue;
+        rollback = rollback || (failed && r.decision.ends_transaction);
+        out += run_messages(r);
+    }
+    int creates = 0;
+    std::string create = rollback ? std::string() : creates_for(node, false, &creates);
+    if (creates > 0) add_send(node, Delivery::Swallow, std::move(create), plan, creates);
+    add_send(node, Delivery::Swallow, rollback ? query_message("ROLLBACK") : out + std::string(kSync), plan);
 }
 
 // A Close of a statement reaches every node where it exists, so the name can be parsed again.

@@ -114,7 +114,9 @@ private:
     int choose_main(const std::vector<NodeView>& nodes);
     void route_runs(const std::vector<NodeView>& nodes, int main);
     void send_batch(bool sync, int main, const std::vector<NodeView>& nodes, Plan& plan);
-    std::string run_messages(const Run& run, int node, std::string* create, int* creates);
+    std::string creates_for(int node, bool all_runs, int* count) const;
+    std::string run_messages(const Run& run) const;
+    void send_fan_out(int node, bool failed, Plan& plan);
     void close_elsewhere(int main, Plan& plan);
     void finish_batch(bool sync, int main);
     int last_parse(const std::string& name) const;

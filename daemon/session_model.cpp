@@ -10,14 +10,9 @@ namespace splitpool::daemon {
 
 using parser::Classification;
 using parser::Kind;
+using proto::query_message;
 
 namespace {
-
-std::string query_message(std::string_view sql) {
-    std::string out;
-    proto::put_query(out, sql);
-    return out;
-}
 
 std::string quoted(std::string_view name) {
     std::string out = "\"";

@@ -83,6 +83,12 @@ void put_backend_key_data(std::string& out, int32_t pid, uint32_t secret) {
 
 void put_query(std::string& out, std::string_view sql) { Writer(out).begin('Q').cstr(sql).finish(); }
 
+std::string query_message(std::string_view sql) {
+    std::string out;
+    put_query(out, sql);
+    return out;
+}
+
 void put_cancel_request(std::string& out, int32_t pid, uint32_t secret) {
     Writer(out).begin_untyped().i32(kCancelRequestCode).i32(pid).i32(static_cast<int32_t>(secret)).finish();
 }

@@ -47,6 +47,7 @@ void put_auth_request(std::string& out, int32_t code, std::string_view extra = {
 void put_parameter_status(std::string& out, std::string_view name, std::string_view value);
 void put_backend_key_data(std::string& out, int32_t pid, uint32_t secret);
 void put_query(std::string& out, std::string_view sql);
+std::string query_message(std::string_view sql);  // a Query message on its own
 void put_cancel_request(std::string& out, int32_t pid, uint32_t secret);
 void put_password(std::string& out, std::string_view password);  // PasswordMessage 'p' with a C string
 

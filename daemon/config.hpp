@@ -101,6 +101,7 @@ struct Config {
     // health and failover: accepted for compatibility with pgpool files
     int sr_check_period = 10;          // seconds
     int health_check_period = 0;       // seconds
+    int health_check_retry_delay = 1;  // seconds
     bool failover_on_backend_error = true;
     bool failover_on_backend_shutdown = false;
 

@@ -86,7 +86,7 @@ bool routing_policy_for(const Config& c, RoutingPolicy* p, std::string* error) {
 Dispatcher::Dispatcher(DispatchContext ctx, const std::string& database, const std::string& user,
                        const std::string& application_name)
     : ctx_(std::move(ctx)), rng_(std::random_device{}()) {
-    shm::NodeSnapshot snapshot = ctx_.table.snapshot();
+    shm::NodeSnapshot snapshot = this->snapshot();
     primary_ = snapshot.primary >= 0 && snapshot.primary < int(ctx_.config.backends.size()) ? snapshot.primary : 0;
     model_.database = database;
     model_.user = user;
@@ -112,6 +112,35 @@ bool Dispatcher::needs_idle(char type) const {
     case 'S': case 'H': return pinned_node_ < 0;
     default: return false;
     }
+}
+
+// The nodes as this session may use them: the shared status, less the standbys it lost and those
+// another session lost a moment ago.
+shm::NodeSnapshot Dispatcher::snapshot() const {
+    shm::NodeSnapshot s = ctx_.table.snapshot();
+    int64_t now = io::now_ms();
+    for (int i = 0; i < s.num_nodes && i < shm::kMaxNodes; ++i) {
+        bool gone = lost_.test(size_t(i)) || ctx_.table.node(i).unreachable_until_ms.load(std::memory_order_relaxed) > now;
+        if (gone && i != s.primary) s.nodes[i].status = shm::NodeStatus::Down;
+    }
+    return s;
+}
+
+void Dispatcher::node_lost(int node) {
+    if (node < 0 || node >= shm::kMaxNodes || node == primary_) return;
+    lost_.set(size_t(node));
+    int64_t backoff_ms = std::max(1000, ctx_.config.health_check_retry_delay * 1000);
+    ctx_.table.node(node).unreachable_until_ms.store(io::now_ms() + backoff_ms, std::memory_order_relaxed);
+    model_.session_nodes.reset(size_t(node));
+    model_.transaction_nodes.reset(size_t(node));
+    for (auto& [name, st] : model_.statements) {
+        st.nodes.reset(size_t(node));
+        if (st.home == node) st.home = -1;
+    }
+    for (auto it = model_.portals.begin(); it != model_.portals.end();)
+        it = it->second == node ? model_.portals.erase(it) : std::next(it);
+    if (pinned_node_ == node) pinned_node_ = -1;
+    // The router picks a new load-balance node for the session at its next read.
 }
 
 void Dispatcher::begin_plan(const std::vector<NodeView>& nodes) {
@@ -175,7 +204,7 @@ RouteDecision Dispatcher::decide(const Classification& cls, std::string_view sql
         bool relations = policy.check_temp_table == CheckTempTable::Catalog || policy.check_unlogged_table;
         ctx_.catalog.prefetch(cls, functions, relations, ctx_.side_query);
     }
-    shm::NodeSnapshot snapshot = ctx_.table.snapshot();
+    shm::NodeSnapshot snapshot = this->snapshot();
     RouteDecision d = prepared ? route_prepared(*prepared, model_, snapshot, policy, rng_)
                                : route(cls, sql, model_, snapshot, policy, rng_);
     if (log_enabled(LogLevel::Debug1)) PROXY_LOG(Debug1, "route: %s", describe(cls, d, snapshot).c_str());

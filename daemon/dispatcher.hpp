@@ -84,6 +84,10 @@ public:
     // publishes the writes of a finished transaction (read_your_writes_window).
     void note_ready(char status);
     const SessionModel& model() const { return model_; }
+    // The session lost its connection to a standby: it goes on without it, and new sessions skip
+    // the node for a while (it may be back: the next session tries again after the back-off).
+    void node_lost(int node);
+    bool lost(int node) const { return node >= 0 && node < shm::kMaxNodes && lost_.test(size_t(node)); }
 
 private:
     // One statement that runs in an extended-protocol batch: a Bind and the Executes of its portal.
@@ -134,6 +138,7 @@ private:
 
     void apply_admin_overlay();
     const RoutingPolicy& policy() const { return session_policy_ ? *session_policy_ : ctx_.policy; }
+    shm::NodeSnapshot snapshot() const;
     char client_status(const std::vector<NodeView>& nodes) const;
 
     DispatchContext ctx_;
@@ -143,6 +148,7 @@ private:
     bool last_multi_ = false;
     std::set<std::string> unpublished_writes_;  // tables written since the last idle ReadyForQuery
     PlanStart start_;
+    NodeSet lost_;                       // standbys this session lost
 
     AdminSession admin_;                           // PGPOOL SET overlay, for SHOW/PGPOOL answers
     std::optional<RoutingPolicy> session_policy_;  // rebuilt when PGPOOL SET changes a routing key

@@ -34,6 +34,26 @@ bool must_inspect(char type) {
     }
 }
 
+// The message types PostgreSQL's backend accepts from a client after login (postgres.c,
+// SocketBackend); anything else is "invalid frontend message type N" and ends the session.
+bool valid_frontend_type(char type) {
+    switch (type) {
+    case 'Q': case 'P': case 'B': case 'E': case 'D': case 'C': case 'S': case 'H': case 'F':
+    case 'd': case 'c': case 'f': case 'X': return true;
+    default: return false;
+    }
+}
+
+// An ErrorResponse that ends the connection (severity FATAL or PANIC).
+bool is_fatal(const char* body, size_t size) {
+    proto::Reader r(body, size);
+    for (uint8_t field = r.byte(); r.ok() && field != 0; field = r.byte()) {
+        std::string_view v = r.cstr();
+        if (field == 'V' || field == 'S') return v == "FATAL" || v == "PANIC";
+    }
+    return false;
+}
+
 // Writes as much as the socket takes; false on a broken socket.
 bool write_some(io::Stream s, std::string& out) {
     while (!out.empty()) {
@@ -158,6 +178,15 @@ bool Relay::process_client_input() {
             client_passthrough_ -= k;
             continue;
         }
+        // The type byte is judged before the length: a StartupMessage or SSLRequest sent after
+        // login would otherwise be read as a message of several MB and the session would hang.
+        if (!valid_frontend_type(client_in_.data()[0])) {
+            int type = static_cast<unsigned char>(client_in_.data()[0]);
+            PROXY_LOG(Log, "invalid frontend message type %d: closing the client connection", type);
+            fail_client(proto::sqlstate::kProtocolViolation, "invalid frontend message type " + std::to_string(type));
+            finish(RelayEnd::ProtocolError);
+            return false;
+        }
         proto::Frame f;
         proto::FrameStatus st = proto::parse_header(client_in_.data(), client_in_.size(), f);
         if (st == proto::FrameStatus::NeedMore) break;
@@ -202,6 +231,13 @@ Relay::Step Relay::handle_client_message(char type, const char* data, size_t siz
         // A client may stream CopyData right behind its COPY query, before CopyInResponse arrives.
         int node = copy_node_ >= 0 ? copy_node_ : last_query_node_ >= 0 ? last_query_node_ : ctx_.dispatcher.primary();
         return queue_to_node(node, data, size) ? Step::Next : Step::Stop;
+    }
+    if (lost_in_transaction_ >= 0) {  // PostgreSQL's error mode: skip to the Sync, answer once
+        if (type != 'Q' && type != 'S' && type != 'F') return Step::Next;
+        if (!idle()) return Step::Hold;
+        answer_lost_statement(lost_in_transaction_, true);
+        lost_in_transaction_ = -1;
+        return Step::Next;
     }
     if (type == 'Q' || type == 'F') {
         Plan close;
@@ -261,6 +297,10 @@ void Relay::report_statements(const Send& send) {
 }
 
 bool Relay::execute(Send& send) {
+    if (standby(send.node) && (ctx_.dispatcher.lost(send.node) || !ctx_.set.conn(send.node))) {
+        std::string error;  // a standby that cannot be reached: the session goes on without it
+        if (ctx_.dispatcher.lost(send.node) || !connect_standby(send.node, error)) return reroute(send);
+    }
     if (!ensure_connected(send.node)) return false;
     report_statements(send);
     NodeIo& n = nodes_[size_t(send.node)];
@@ -298,7 +338,9 @@ bool Relay::queue_to_node(int node, const char* data, size_t size) {
 
 bool Relay::flush_node(NodeIo& n) {
     BackendConn* c = ctx_.set.conn(n.node);
+    if (!c) return true;  // a lost standby
     if (!write_some(c->stream(), n.out)) {
+        if (standby(n.node)) return lose_node(n.node), !done_;
         fail_client(proto::sqlstate::kConnectionFailure,
                     "lost connection to database node " + std::to_string(n.node));
         finish(RelayEnd::BackendFailed);
@@ -369,7 +411,10 @@ void Relay::read_node(NodeIo& n) {
     bool closed = got == 0 || (got < 0 && errno != EAGAIN && errno != EINTR && errno != EWOULDBLOCK);
     // What the node said before closing (often a FATAL) still reaches the client.
     if (!process_node_input(n)) return;
-    if (closed) {
+    if (closed && standby(n.node)) {
+        lose_node(n.node);
+        if (done_) return;
+    } else if (closed) {
         PROXY_LOG(Warning, "lost connection to database node %d (backend pid %d)", n.node, c->pid);
         fail_client(proto::sqlstate::kConnectionFailure,
                     "server closed the connection unexpectedly (database node " + std::to_string(n.node) + ")");
@@ -412,6 +457,13 @@ bool Relay::process_node_input(NodeIo& n) {
             deliver(n, nullptr, 0, f.type, nullptr, 0);  // a streamed row: the read succeeded
             n.passthrough = f.size();
             n.passthrough_delivery = delivery_for(n);
+            continue;
+        }
+        if (f.type == 'E' && standby(n.node) && is_fatal(f.body, f.body_size())) {
+            // A standby ending our connection (shutdown, crash, terminate): the loss is handled
+            // when the socket closes; the client never sees another node's FATAL.
+            PROXY_LOG(Log, "database node %d ended the connection: %.*s", n.node, int(f.body_size()), f.body);
+            in.consume(f.size());
             continue;
         }
         inspect_node_message(n, f.type, f.body, f.body_size());
@@ -498,6 +550,109 @@ void Relay::finish_unit(NodeIo& n) {
     Send retry{primary, Delivery::Forward, std::move(u.retry_bytes)};
     n.units.pop_front();
     if ((prepare.bytes.empty() || execute(prepare)) && execute(retry)) flush_node(nodes_[size_t(primary)]);
+}
+
+bool Relay::standby(int node) const { return node != ctx_.dispatcher.primary(); }
+
+bool Relay::connect_standby(int node, std::string& error) {
+    if (!ctx_.connect_node(node, error)) {
+        PROXY_LOG(Warning, "cannot connect to database node %d: the session goes on without it", node);
+        ctx_.dispatcher.node_lost(node);
+        return false;
+    }
+    NodeIo& n = nodes_[size_t(node)];
+    BackendConn* c = ctx_.set.conn(node);
+    ev_io_set(&n.read_watcher, c->fd, EV_READ);
+    ev_io_set(&n.write_watcher, c->fd, EV_WRITE);
+    ev_io_start(ctx_.loop, &n.read_watcher);
+    return true;
+}
+
+// A send for a standby the session lost: swallowed work is moot; a read none of whose reply has
+// reached the client runs on the primary; anything else is answered with an ERROR.
+bool Relay::reroute(Send& send) {
+    if (send.delivery == Delivery::Swallow) return true;
+    if (send.retryable) return redo_on_primary(send.retry_prepare, send.bytes);
+    bool in_transaction = ctx_.dispatcher.model().in_transaction;
+    if (in_transaction) abort_transaction(send.node);
+    answer_lost_statement(send.node, in_transaction);
+    return !done_;
+}
+
+bool Relay::redo_on_primary(std::string prepare, std::string bytes) {
+    int primary = ctx_.dispatcher.primary();
+    Send create{primary, Delivery::Swallow, std::move(prepare)};
+    create.ready_count = count_ready(create.bytes);
+    Send redo{primary, Delivery::Forward, std::move(bytes)};
+    bool ok = (create.bytes.empty() || execute(create)) && execute(redo);
+    return ok && flush_node(nodes_[size_t(primary)]);
+}
+
+// Inside a transaction a lost node aborts it, as PostgreSQL aborts a transaction on an error: the
+// primary (and every node still in it) is put into the failed state, so what follows gets 25P02
+// and COMMIT rolls back.
+void Relay::abort_transaction(int node) {
+    std::string abort = proto::query_message("DO $$BEGIN RAISE EXCEPTION 'splitpool: database node " +
+                                             std::to_string(node) + " was lost: this transaction is aborted'; END$$");
+    for (NodeIo& other : nodes_) {
+        BackendConn* c = ctx_.set.conn(other.node);
+        bool primary = other.node == ctx_.dispatcher.primary();
+        if (!(c && c->tx_status == 'T') && !primary) continue;
+        Send s{other.node, Delivery::Swallow, abort};
+        if (!c || c->tx_status == 'I') s.bytes = proto::query_message("BEGIN") + s.bytes, s.ready_count = 2;
+        if (!execute(s)) return;
+        flush_node(other);
+    }
+}
+
+// The client gets an ERROR for a statement lost with its node (or, when the node was lost while
+// the client was idle inside a transaction, for its next statement).
+void Relay::answer_lost_statement(int node, bool in_transaction) {
+    std::string message = "lost connection to database node " + std::to_string(node) +
+                          (in_transaction ? " used by this transaction" : " while it ran the statement");
+    PROXY_LOG(Warning, "%s: %s", message.c_str(), in_transaction ? "the transaction is aborted" : "the client gets an error");
+    proto::put_error(client_out_, "ERROR", proto::sqlstate::kConnectionFailure, message,
+                     in_transaction ? "The transaction is aborted; after ROLLBACK the session goes on with the other nodes."
+                                    : "The session goes on with the other nodes.");
+    proto::put_ready_for_query(client_out_, in_transaction ? 'E' : 'I');
+    ctx_.dispatcher.note_ready(in_transaction ? 'E' : 'I');
+}
+
+// The connection to a standby closed or broke (beyond pgpool, which ends or hangs such sessions).
+// Work owed by it is redone on the primary when none of its reply reached the client, else
+// answered with an ERROR; a transaction it took part in is aborted; a message half relayed to the
+// client cannot be mended: FATAL.
+void Relay::lose_node(int node) {
+    NodeIo& n = nodes_[size_t(node)];
+    PROXY_LOG(Warning, "lost connection to database node %d: this session goes on without it", node);
+    ev_io_stop(ctx_.loop, &n.read_watcher);
+    ev_io_stop(ctx_.loop, &n.write_watcher);
+    bool torn = n.passthrough > 0 && n.passthrough_delivery == Delivery::Forward;
+    bool in_transaction = ctx_.set.conn(node) && ctx_.set.conn(node)->tx_status != 'I';
+    std::deque<Unit> units = std::move(n.units);
+    n.units.clear();
+    n.out.clear();
+    n.passthrough = 0;
+    ctx_.set.nodes[size_t(node)].reset();
+    ctx_.dispatcher.node_lost(node);
+    if (copy_node_ == node) torn = true;
+    for (Unit& u : units) torn = torn || (u.delivery == Delivery::Forward && u.ready_left == 0);
+    if (torn) {
+        fail_client(proto::sqlstate::kConnectionFailure,
+                    "server closed the connection unexpectedly (database node " + std::to_string(node) + ")");
+        finish(RelayEnd::BackendFailed);
+        return;
+    }
+    if (in_transaction) abort_transaction(node);
+    bool answered = false;
+    for (Unit& u : units) {
+        if (u.delivery != Delivery::Forward || done_) continue;
+        bool untouched = !in_transaction && (u.retrying || u.retryable);  // none of its reply reached the client
+        if (untouched) redo_on_primary(std::move(u.retry_prepare), std::move(u.retry_bytes));
+        else answer_lost_statement(node, in_transaction);
+        answered = true;
+    }
+    if (in_transaction && !answered) lost_in_transaction_ = node;  // the client's next statement is told
 }
 
 void Relay::record_duration(int64_t us) {

@@ -102,6 +102,13 @@ private:
     void deliver(NodeIo& n, const char* data, size_t size, char type, const char* body, size_t body_size);
     void finish_unit(NodeIo& n);
     void record_duration(int64_t us);
+    bool standby(int node) const;
+    bool connect_standby(int node, std::string& error);
+    bool reroute(Send& send);
+    bool redo_on_primary(std::string prepare, std::string bytes);
+    void abort_transaction(int node);
+    void answer_lost_statement(int node, bool in_transaction);
+    void lose_node(int node);
     bool flush_node(NodeIo& n);
     bool flush_client();
     void update_flow_control();
@@ -118,6 +125,7 @@ private:
     std::string client_out_;
     std::vector<NodeIo> nodes_;     // one per configured node; watchers only started once connected
     int copy_node_ = -1;            // node in COPY IN/OUT mode, whose CopyData the client sends
+    int lost_in_transaction_ = -1;  // a standby of the open transaction was lost while the client was idle
     int last_query_node_ = -1;      // node answering the last Query: CopyData sent before its CopyInResponse goes there
     int client_passthrough_node_ = -1;
     size_t client_passthrough_ = 0; // bytes of a large CopyData still to stream to copy_node_

@@ -9,7 +9,7 @@ namespace splitpool::shm {
 
 constexpr uint32_t kMagic = 0x53504c54;  // "SPLT"
 // Bump whenever a struct below changes shape: a reader of another version refuses the segment.
-constexpr uint32_t kLayoutVersion = 3;
+constexpr uint32_t kLayoutVersion = 4;
 constexpr int kMaxNodes = 128;           // pgpool's MAX_NUM_BACKENDS
 constexpr int kNameLen = 64;
 constexpr int kHostLen = 256;
@@ -71,6 +71,8 @@ struct alignas(64) NodeSlot {
     std::atomic<uint64_t> health_check_success;
     std::atomic<uint64_t> health_check_fail;
     std::atomic<uint64_t> health_check_skip;
+    // A session lost its connection to this node: new sessions skip it until then (CLOCK_MONOTONIC ms).
+    std::atomic<int64_t> unreachable_until_ms;
     std::atomic<uint32_t> text_seq;
     int32_t port;
     char hostname[kHostLen];

@@ -43,6 +43,10 @@ LIB_SRCS := \
 	daemon/metrics.cpp \
 	daemon/router.cpp \
 	daemon/session_model.cpp \
+	daemon/health.cpp \
+	daemon/sr_check.cpp \
+	daemon/hook.cpp \
+	daemon/node_status_file.cpp \
 	daemon/balancer.cpp \
 	daemon/backend.cpp \
 	daemon/backend_pool.cpp \

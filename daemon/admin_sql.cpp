@@ -139,7 +139,8 @@ Answer show_nodes(const Config& config, const shm::StatusTable& table, const Adm
                         pcp::format_double(pcp::normalized_weight(table, i)), pcp::node_role_name(table, i),
                         pcp::reported_backend_role(config, table, i), std::to_string(n.select_count.load()),
                         session.load_balance_node == i ? "true" : "false", std::to_string(delay > 0 ? delay : 0),
-                        "", "", pcp::format_timestamp(n.status_changed_at.load())});
+                        pcp::replication_state_name(table, i), pcp::replication_sync_state_name(table, i),
+                        pcp::format_timestamp(n.status_changed_at.load())});
     }
     return table_answer({"node_id", "hostname", "port", "status", "pg_status", "lb_weight", "role", "pg_role",
                          "select_cnt", "load_balance_node", "replication_delay", "replication_state",

@@ -61,4 +61,11 @@ bool CatalogCache::recently_written(std::string_view relation, int window_ms) co
     return table_ && table_->relation_written_within(relation, io::now_ms(), window_ms);
 }
 
+bool CatalogCache::lagging(int node) const {
+    if (!table_ || node < 0 || node >= table_->num_nodes()) return false;
+    const shm::NodeSlot& n = table_->node(node);
+    if (delay_ms_ > 0) return n.replication_lag_us.load(std::memory_order_relaxed) > delay_ms_ * 1000;
+    return delay_bytes_ > 0 && n.replication_delay.load(std::memory_order_relaxed) > delay_bytes_;
+}
+
 }  // namespace splitpool::daemon

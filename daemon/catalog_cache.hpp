@@ -33,9 +33,14 @@ public:
     bool is_temp_table(std::string_view relation) const override;
     bool is_unlogged_table(std::string_view relation) const override;
     bool recently_written(std::string_view relation, int window_ms) const override;
+    // delay_threshold (bytes) and delay_threshold_by_time (ms; wins when > 0), 0 = off.
+    void set_delay_thresholds(int64_t bytes, int64_t ms) { delay_bytes_ = bytes, delay_ms_ = ms; }
+    // From the replication worker's measurements in shared memory; unknown delay is not lagging.
+    bool lagging(int node) const override;
 
 private:
     const shm::StatusTable* table_;
+    int64_t delay_bytes_ = 0, delay_ms_ = 0;
     std::map<std::string, bool, std::less<>> volatile_;   // function name -> any overload volatile
     std::map<std::string, char, std::less<>> persistence_;  // relation -> 'p' / 'u' (across sessions)
     std::map<std::string, bool, std::less<>> temp_;        // relation -> temporary (this session)

@@ -159,6 +159,7 @@ private:
             return;
         }
         fresh.oracle = &catalog_;
+        catalog_.set_delay_thresholds(config_.delay_threshold, config_.delay_threshold_by_time);
         policy_ = std::move(fresh);
     }
 

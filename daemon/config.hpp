@@ -101,7 +101,20 @@ struct Config {
     // health and failover: accepted for compatibility with pgpool files
     int sr_check_period = 10;          // seconds
     int health_check_period = 0;       // seconds
+    int health_check_timeout = 20;     // seconds
+    std::string health_check_user, health_check_password, health_check_database;
+    int health_check_max_retries = 0;
     int health_check_retry_delay = 1;  // seconds
+    std::string sr_check_user, sr_check_password, sr_check_database = "postgres";
+    int delay_threshold = 0;           // bytes
+    int delay_threshold_by_time = 0;   // milliseconds
+    bool prefer_lower_delay_standby = false;
+    std::string log_standby_delay = "if_over_threshold";
+    std::string failover_command, failback_command, follow_primary_command;
+    int search_primary_node_timeout = 300;  // seconds
+    bool detach_false_primary = false;
+    bool auto_failback = false;
+    int auto_failback_interval = 60;   // seconds
     bool failover_on_backend_error = true;
     bool failover_on_backend_shutdown = false;
 

@@ -72,6 +72,7 @@ bool routing_policy_for(const Config& c, RoutingPolicy* p, std::string* error) {
     p->allow_sql_comments = c.allow_sql_comments;
     p->check_unlogged_table = c.check_unlogged_table;
     p->read_your_writes_window_ms = c.read_your_writes_window;
+    p->prefer_lower_delay_standby = c.prefer_lower_delay_standby;
     bool ok = parse_disable_lb_on_write(c.disable_load_balance_on_write, &p->disable_load_balance_on_write) &&
               parse_check_temp_table(c.check_temp_table, &p->check_temp_table);
     if (!ok) *error = "invalid disable_load_balance_on_write or check_temp_table";

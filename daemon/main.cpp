@@ -15,6 +15,7 @@
 #include "daemon/listener.hpp"
 #include "daemon/log.hpp"
 #include "daemon/pidfile.hpp"
+#include "daemon/node_status_file.hpp"
 #include "daemon/supervisor.hpp"
 #include "daemon/metrics.hpp"
 #include "pcp/server.hpp"
@@ -146,6 +147,8 @@ int start(Config config, const Options& options) {
     if (!table) return fail(error);
     table->header().parent_pid = getpid();
     publish_nodes(config, *table, true);
+    if (options.discard_status) PROXY_LOG(Log, "discarding the saved node status (-D)");
+    else load_node_status(config, *table);
     if (!write_pid_file(config.pid_file_name, getpid(), &error)) {
         shm::Segment::remove(table->name());
         return fail(error);

@@ -5,6 +5,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <csignal>
 #include <cstring>
@@ -13,6 +14,7 @@
 #include "daemon/child.hpp"
 #include "daemon/io/conn.hpp"
 #include "daemon/metrics.hpp"
+#include "daemon/health.hpp"
 #include "pcp/server.hpp"
 
 namespace splitpool::daemon {
@@ -100,6 +102,38 @@ void Supervisor::spawn_metrics() {
     metrics_pid_ = pid;
 }
 
+pid_t Supervisor::spawn_worker(const char* what, const std::function<void()>& body) {
+    pid_t pid = fork();
+    if (pid < 0) {
+        PROXY_LOG(Warning, "could not fork the %s process: %s", what, strerror(errno));
+        return 0;
+    }
+    if (pid == 0) {
+        for (int fd : listen_fds_) close(fd);
+        for (int fd : pcp_.listen_fds) close(fd);
+        for (int fd : pcp_.metrics_fds) close(fd);
+        body();
+        _exit(0);
+    }
+    return pid;
+}
+
+void Supervisor::spawn_checkers() {
+    checker_pids_.clear();
+    if (config_.health_check_period > 0)
+        for (int node = 0; node < int(config_.backends.size()); ++node)
+            if (pid_t p = spawn_worker("health check", [this, node] { run_health_check(config_, table_, node); }))
+                checker_pids_.push_back(p);
+    if (config_.sr_check_period > 0 && !config_.sr_check_user.empty())
+        if (pid_t p = spawn_worker("streaming replication check", [this] { run_sr_check(config_, table_); }))
+            checker_pids_.push_back(p);
+}
+
+void Supervisor::stop_checkers(int sig) {
+    for (pid_t p : checker_pids_)
+        if (p) kill(p, sig);
+}
+
 void Supervisor::spawn(int slot) {
     pid_t pid = fork();
     if (pid < 0) {
@@ -113,6 +147,7 @@ void Supervisor::spawn(int slot) {
 int Supervisor::live_children() const {
     int n = (pcp_pid_ != 0) + (metrics_pid_ != 0);
     for (pid_t p : pids_) n += p != 0;
+    for (pid_t p : checker_pids_) n += p != 0;
     return n;
 }
 
@@ -126,6 +161,13 @@ void Supervisor::reap_children() {
                 PROXY_LOG(Warning, "PCP process %d exited (status %d): restarting it", pid, status);
                 spawn_pcp();
             }
+            continue;
+        }
+        auto checker = std::find(checker_pids_.begin(), checker_pids_.end(), pid);
+        if (checker != checker_pids_.end()) {
+            *checker = 0;  // respawned on reload; a checker that dies otherwise is logged
+            if (!shutdown_signal_)
+                PROXY_LOG(Warning, "health or replication check process %d exited (status %d)", pid, status);
             continue;
         }
         if (pid == metrics_pid_) {
@@ -172,6 +214,8 @@ void Supervisor::reload() {
     for (pid_t p : pids_)
         if (p) kill(p, SIGHUP);
     if (pcp_pid_) kill(pcp_pid_, SIGHUP);
+    stop_checkers(SIGTERM);  // they start again with the new configuration
+    spawn_checkers();
     PROXY_LOG(Log, "configuration reloaded from \"%s\"", config_.config_file.c_str());
 }
 
@@ -186,6 +230,7 @@ void Supervisor::begin_shutdown(int sig) {
         if (p) kill(p, sig);
     if (pcp_pid_) kill(pcp_pid_, SIGTERM);
     if (metrics_pid_) kill(metrics_pid_, SIGTERM);
+    stop_checkers(SIGTERM);
 }
 
 int Supervisor::run() {
@@ -193,6 +238,7 @@ int Supervisor::run() {
     for (int slot = 0; slot < config_.num_init_children; ++slot) spawn(slot);
     spawn_pcp();
     spawn_metrics();
+    spawn_checkers();
     PROXY_LOG(Log, "splitpool successfully started, %d children listening on port %d", config_.num_init_children,
               config_.port);
     sigset_t set;
@@ -210,6 +256,7 @@ int Supervisor::run() {
                 if (p) kill(p, SIGKILL);
     if (shutdown_signal_ == SIGQUIT && pcp_pid_) kill(pcp_pid_, SIGKILL);
     if (shutdown_signal_ == SIGQUIT && metrics_pid_) kill(metrics_pid_, SIGKILL);
+    if (shutdown_signal_ == SIGQUIT) stop_checkers(SIGKILL);
     }
     PROXY_LOG(Log, "splitpool is shut down");
     return 0;

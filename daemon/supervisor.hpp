@@ -5,6 +5,7 @@
 #include <sys/types.h>
 
 #include <string>
+#include <functional>
 #include <vector>
 
 #include "daemon/config.hpp"
@@ -37,6 +38,11 @@ private:
     void spawn(int slot);
     void spawn_pcp();
     void spawn_metrics();
+    // Health check per node (health_check_period > 0) and the replication worker (sr_check_period
+    // > 0 and sr_check_user set); restarted with the new configuration on reload.
+    void spawn_checkers();
+    void stop_checkers(int sig);
+    pid_t spawn_worker(const char* what, const std::function<void()>& body);
     void reap_children();
     void reload();
     void begin_shutdown(int sig);
@@ -50,6 +56,7 @@ private:
     std::vector<pid_t> pids_;   // by child slot; 0 = empty
     pid_t pcp_pid_ = 0;
     pid_t metrics_pid_ = 0;
+    std::vector<pid_t> checker_pids_;  // health checks and the replication worker
     int shutdown_signal_ = 0;
     int64_t shutdown_started_ms_ = 0;
 };

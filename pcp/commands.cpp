@@ -12,7 +12,9 @@
 #include <cstring>
 #include <ctime>
 
+#include "daemon/hook.hpp"
 #include "daemon/io/conn.hpp"
+#include "daemon/node_status_file.hpp"
 #include "daemon/log.hpp"
 #include "pcp/report.hpp"
 
@@ -59,7 +61,8 @@ std::string node_info_packet(const CommandContext& ctx, int id) {
                                 fmt("%f", normalized_weight(ctx.table, id) * kRandMax),
                                 std::to_string(is_primary(ctx, id) ? kRolePrimary : kRoleStandby),
                                 reported_backend_role(ctx.config, ctx.table, id),
-                                fmt("%" PRIu64, uint64_t(delay > 0 ? delay : 0)), "", "",
+                                fmt("%" PRIu64, uint64_t(delay > 0 ? delay : 0)),
+                                replication_state_name(ctx.table, id), replication_sync_state_name(ctx.table, id),
                                 fmt("%" PRId64, n.status_changed_at.load())});
 }
 
@@ -174,7 +177,14 @@ Reply attach_node(const CommandContext& ctx, const std::string& arg) {
     if (id >= ctx.table.num_nodes())
         return error_reply(fmt("invalid failback request, node id : %d status: [0] not valid for failback", id), "");
     // Like pgpool's failback: "waiting" until a child connects to it again.
-    if (!node_valid(ctx, id)) ctx.table.set_node_status(id, NodeStatus::Waiting);
+    if (!node_valid(ctx, id)) {
+        ctx.table.set_node_status(id, NodeStatus::Waiting);
+        daemon::save_node_status(ctx.config, ctx.table);
+        daemon::HookEvent event;
+        event.node = id;
+        event.new_main = event.old_main = event.old_primary = ctx.table.header().primary_node.load();
+        daemon::run_hook("failback_command", ctx.config.failback_command, ctx.config, event);
+    }
     PROXY_LOG(Log, "PCP: node %d attached", id);
     return {complete('c')};
 }
@@ -194,12 +204,19 @@ std::string detach_refusal(const CommandContext& ctx, int id) {
 }
 
 void mark_down(const CommandContext& ctx, int id) {
+    daemon::HookEvent event;
+    event.node = id;
+    event.old_primary = ctx.table.header().primary_node.load();
+    for (int i = 0; i < ctx.table.num_nodes(); ++i)
+        if (node_valid(ctx, i) && i != id && event.new_main < 0) event.new_main = i;
     ctx.table.set_node_status(id, NodeStatus::Down);
     if (is_primary(ctx, id)) {
-        // pgpool then searches for a new primary; without failover_command none will be found.
+        // The replication worker (sr_check) then looks for the new primary.
         ctx.table.header().primary_node = -1;
         PROXY_LOG(Log, "PCP: primary node %d detached, no primary node now", id);
     }
+    daemon::save_node_status(ctx.config, ctx.table);
+    daemon::run_hook("failover_command", ctx.config.failover_command, ctx.config, event);
 }
 
 Reply detach_node(const CommandContext& ctx, const std::string& arg, bool gracefully) {

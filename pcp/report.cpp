@@ -117,12 +117,31 @@ std::vector<ConfigItem> pool_status_items(const daemon::Config& config, const sh
 std::vector<std::string> health_check_fields(const shm::StatusTable& table, int id) {
     shm::NodeText text = table.node_text(id);
     const shm::NodeSlot& n = table.node(id);
-    // Retries, durations and check timestamps are not recorded yet: pgpool's values for "never".
+    uint64_t rounds = n.health_check_success.load() + n.health_check_fail.load() - n.health_check_retries.load();
+    double avg_retry = rounds ? double(n.health_check_retries.load()) / double(rounds) : 0.0;
+    double avg_ms = rounds ? double(n.health_check_duration_sum_ms.load()) / double(rounds) : 0.0;
+    auto when = [](int64_t t) { return t ? format_timestamp(t) : std::string(); };
     return {std::to_string(id), text.hostname, std::to_string(text.port),
             node_status_name(static_cast<NodeStatus>(n.status.load())), node_role_name(table, id),
             format_timestamp(n.status_changed_at.load()), std::to_string(n.health_check_total.load()),
             std::to_string(n.health_check_success.load()), std::to_string(n.health_check_fail.load()),
-            std::to_string(n.health_check_skip.load()), "0", "0.000000", "0", "0", "0", "0.000000", "", "", "", ""};
+            std::to_string(n.health_check_skip.load()), std::to_string(n.health_check_retries.load()),
+            format_double(avg_retry), std::to_string(n.health_check_max_retry.load()),
+            std::to_string(n.health_check_max_ms.load()), std::to_string(n.health_check_min_ms.load()),
+            format_double(avg_ms), when(n.health_check_last.load()), when(n.health_check_last_success.load()),
+            when(n.health_check_last_skip.load()), when(n.health_check_last_fail.load())};
+}
+
+std::string replication_state_name(const shm::StatusTable& table, int id) {
+    static const char* kNames[] = {"", "startup", "catchup", "streaming", "backup", "stopping"};
+    unsigned v = table.node(id).replication_state.load();
+    return table.header().primary_node.load() == id || v >= std::size(kNames) ? "" : kNames[v];
+}
+
+std::string replication_sync_state_name(const shm::StatusTable& table, int id) {
+    static const char* kNames[] = {"", "async", "potential", "sync", "quorum"};
+    unsigned v = table.node(id).replication_sync_state.load();
+    return table.header().primary_node.load() == id || v >= std::size(kNames) ? "" : kNames[v];
 }
 
 const char* child_status_text(ChildState state) {

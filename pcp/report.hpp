@@ -42,6 +42,9 @@ std::vector<ConfigItem> backend_items(const shm::StatusTable& table);
 
 // The 20 fields of pcp_health_check_stats / SHOW POOL_HEALTH_CHECK_STATS, node_id first.
 std::vector<std::string> health_check_fields(const shm::StatusTable& table, int id);
+// pg_stat_replication's state and sync_state of a standby as the replication worker saw them ("" unknown).
+std::string replication_state_name(const shm::StatusTable& table, int id);
+std::string replication_sync_state_name(const shm::StatusTable& table, int id);
 
 // "Wait for connection", "Idle", ... as pgpool's process listings show a child.
 const char* child_status_text(shm::ChildState state);

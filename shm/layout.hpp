@@ -24,6 +24,9 @@ constexpr int kDurationBuckets = int(sizeof(kDurationBoundsUs) / sizeof(kDuratio
 
 enum class NodeStatus : uint8_t { Unused = 0, Waiting = 1, Up = 2, Down = 3 };
 enum class NodeRole : uint8_t { Unknown = 0, Primary = 1, Standby = 2 };
+// pg_stat_replication.state and .sync_state of a standby, as the primary reports them.
+enum class ReplicationState : uint8_t { Unknown = 0, Startup, Catchup, Streaming, Backup, Stopping };
+enum class SyncState : uint8_t { Unknown = 0, Async, Potential, Sync, Quorum };
 
 // What a child is doing, as pgpool's process listing shows it.
 enum class ChildState : uint8_t {
@@ -71,6 +74,18 @@ struct alignas(64) NodeSlot {
     std::atomic<uint64_t> health_check_success;
     std::atomic<uint64_t> health_check_fail;
     std::atomic<uint64_t> health_check_skip;
+    std::atomic<uint64_t> health_check_retries;   // retries over all rounds
+    std::atomic<uint32_t> health_check_max_retry; // most retries one round needed
+    std::atomic<uint64_t> health_check_duration_sum_ms;
+    std::atomic<uint32_t> health_check_max_ms;
+    std::atomic<uint32_t> health_check_min_ms;
+    std::atomic<int64_t> health_check_last;       // unix seconds, 0 never
+    std::atomic<int64_t> health_check_last_success;
+    std::atomic<int64_t> health_check_last_skip;
+    std::atomic<int64_t> health_check_last_fail;
+    std::atomic<int64_t> replication_lag_us;      // replay_lag from pg_stat_replication, -1 unknown
+    std::atomic<uint8_t> replication_state;       // ReplicationState
+    std::atomic<uint8_t> replication_sync_state;  // SyncState
     // A session lost its connection to this node: new sessions skip it until then (CLOCK_MONOTONIC ms).
     std::atomic<int64_t> unreachable_until_ms;
     std::atomic<uint32_t> text_seq;

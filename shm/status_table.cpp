@@ -82,7 +82,7 @@ std::unique_ptr<StatusTable> StatusTable::create(const std::string& name, uint32
     header->num_children = num_children;
     header->primary_node = -1;
     header->started_at = static_cast<int64_t>(time(nullptr));
-    for (int i = 0; i < kMaxNodes; ++i) nodes[i].replication_delay = -1;
+    for (int i = 0; i < kMaxNodes; ++i) nodes[i].replication_delay = nodes[i].replication_lag_us = -1;
     header->magic = kMagic;  // last: a reader that sees the magic sees a complete header
     return std::unique_ptr<StatusTable>(new StatusTable(std::move(segment)));
 }

@@ -1,0 +1,152 @@
+"""Health checks, the streaming replication check, lag-aware routing and node status that survives a
+restart, against the real cluster. Node facts are compared with what the nodes themselves report."""
+
+import socket
+import threading
+import time
+
+import pytest
+
+from helpers import connect, pgbench, psql, wait_until
+from test_faults import StoppedStandby
+from test_pcp import pcp, write_pcp_files
+
+
+def pool_nodes(sp):
+    """SHOW POOL_NODES as dicts by node id."""
+    with connect(sp.port) as c:
+        cur = c.execute("show pool_nodes")
+        cols = [d.name for d in cur.description]
+        return {int(r[0]): dict(zip(cols, r)) for r in cur.fetchall()}
+
+
+def health_stats(sp):
+    with connect(sp.port) as c:
+        cur = c.execute("show pool_health_check_stats")
+        cols = [d.name for d in cur.description]
+        return {int(r[0]): dict(zip(cols, r)) for r in cur.fetchall()}
+
+
+def checked(cluster, **extra):
+    keys = {"health_check_period": 1, "health_check_timeout": 2, "health_check_max_retries": 1,
+            "health_check_retry_delay": 1, "health_check_user": "postgres", "sr_check_period": 1,
+            "sr_check_user": "postgres"}
+    keys.update(extra)
+    return keys
+
+
+def flagged(cluster, weights=(0, 1, 1)):
+    """Standbys may fail over (ALLOW_TO_FAILOVER); the primary stays ALWAYS_PRIMARY."""
+    backends = cluster.backends(weights=weights)
+    for b in backends[1:]:
+        b["flag"] = ["ALLOW_TO_FAILOVER"]
+    return backends
+
+
+def test_health_check_detaches_a_stopped_standby_and_pcp_attach_brings_it_back(splitpool, cluster):
+    sp = splitpool.prepare(backend=flagged(cluster, (0, 0, 1)), **checked(cluster))
+    sp.cfg["failover_command"] = f"echo failover %d %h %p %P %m %% >> {sp.dir}/hooks.log; echo hook says hi"
+    sp.cfg["failback_command"] = f"echo failback %d %p >> {sp.dir}/hooks.log"
+    sp.write_config()
+    write_pcp_files(sp)
+    sp.start()
+    wait_until(lambda: health_stats(sp)[2]["success_count"] not in ("0", 0), 10, "a successful health check")
+    with StoppedStandby(cluster, 2) as standby:
+        standby.stop()
+        stopped = time.monotonic()
+        # period x (retries + 1) + timeout, plus a round in flight
+        wait_until(lambda: pool_nodes(sp)[2]["status"] == "down", 1 * 2 + 2 + 1 + 4, "node 2 marked down")
+        print(f"node 2 down {time.monotonic() - stopped:.1f} s after it stopped")
+        stats = health_stats(sp)[2]
+        assert int(stats["fail_count"]) >= 2 and int(stats["retry_count"]) >= 1, stats
+        assert "health check failed on DB node 2" in sp.log_text()
+        for _ in range(3):  # new sessions avoid it
+            assert psql(sp.port, "select inet_server_port()").stdout.strip() == str(cluster.ports[0])
+        assert (sp.dir / "pgpool_status").read_text().splitlines() == ["up", "up", "down"]
+        wait_until(lambda: (sp.dir / "hooks.log").exists(), 10, "failover_command to run")
+        assert (sp.dir / "hooks.log").read_text().splitlines()[0] == f"failover 2 127.0.0.1 {cluster.ports[2]} 0 0 %"
+        sp.wait_for_log("failover_command: hook says hi")
+    # started again (the context restarted it): attached by PCP, it gets reads again
+    pcp(sp, "pcp_attach_node", "-n", "2")
+    wait_until(lambda: psql(sp.port, "select inet_server_port()").stdout.strip() == str(cluster.ports[2]), 10,
+               "reads on node 2 again")
+    assert (sp.dir / "pgpool_status").read_text().splitlines() == ["up", "up", "up"]
+    wait_until(lambda: f"failback 2 {cluster.ports[2]}" in (sp.dir / "hooks.log").read_text(), 10, "failback_command")
+
+
+def test_replication_check_reports_what_the_nodes_report(splitpool, cluster):
+    sp = splitpool(backend=cluster.backends(), **checked(cluster, health_check_period=0))
+    wait_until(lambda: pool_nodes(sp)[1]["replication_state"] == "streaming", 15, "replication state")
+    nodes = pool_nodes(sp)
+    direct = cluster.sql(0, "select application_name || ':' || state || ':' || sync_state from pg_stat_replication "
+                            "order by application_name").split()
+    for k in (1, 2):
+        assert f"node{k}:{nodes[k]['replication_state']}:{nodes[k]['replication_sync_state']}" in direct
+        assert nodes[k]["pg_role"] == "standby"
+    assert nodes[0]["pg_role"] == "primary" and nodes[0]["replication_state"] == ""
+
+
+def test_lagging_standby_gets_no_reads_until_it_catches_up(splitpool, cluster):
+    cluster.sql(0, "drop table if exists hl; create table hl(id int)", db="sp_test")
+    cluster.wait_replicas_caught_up()
+    sp = splitpool(backend=cluster.backends(weights=(0, 0, 1)),
+                   **checked(cluster, health_check_period=0, delay_threshold=1000))
+    assert psql(sp.port, "select inet_server_port()", db="sp_test").stdout.strip() == str(cluster.ports[2])
+    cluster.sql(2, "select pg_wal_replay_pause()")
+    try:
+        cluster.sql(0, "insert into hl select generate_series(1, 2000)", db="sp_test")
+        wait_until(lambda: int(pool_nodes(sp)[2]["replication_delay"]) > 1000, 15, "node 2 over delay_threshold")
+        for _ in range(3):
+            assert psql(sp.port, "select inet_server_port()", db="sp_test").stdout.strip() == str(cluster.ports[0])
+    finally:
+        cluster.sql(2, "select pg_wal_replay_resume()")
+    wait_until(lambda: int(pool_nodes(sp)[2]["replication_delay"]) <= 1000, 15, "node 2 caught up")
+    wait_until(lambda: psql(sp.port, "select inet_server_port()", db="sp_test").stdout.strip() == str(cluster.ports[2]),
+               10, "reads on node 2 again")
+
+
+def test_detached_node_stays_detached_after_restart_and_minus_d_discards_it(splitpool, cluster):
+    sp = splitpool.prepare(backend=flagged(cluster))
+    write_pcp_files(sp)
+    sp.start()
+    pcp(sp, "pcp_detach_node", "-n", "1")
+    assert (sp.dir / "pgpool_status").read_text().splitlines() == ["up", "down", "up"]
+    sp.stop()
+    sp.start()
+    assert pool_nodes(sp)[1]["status"] == "down"
+    assert "node 1 is down" in sp.log_text()
+    sp.stop()
+    sp.proc = None
+    import subprocess
+    from helpers import SPLITPOOL_BIN
+    log = open(sp.log_path, "ab")
+    sp.proc = subprocess.Popen([str(SPLITPOOL_BIN), "-n", "-D", "-f", str(sp.config_path)], stdin=subprocess.DEVNULL,
+                               stdout=log, stderr=subprocess.STDOUT, cwd=sp.dir, start_new_session=True)
+    log.close()
+    sp.wait_ready()
+    assert pool_nodes(sp)[1]["status"] in ("up", "waiting")
+
+
+def test_health_check_of_a_node_that_never_answers_times_out_without_blocking_sessions(splitpool, cluster, ports):
+    pgbench(cluster.ports[0], ["-i", "-s", "1", "-q"], db="sp_other")
+    silent = socket.socket()
+    silent.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    port, _ = ports.pair()
+    silent.bind(("127.0.0.1", port))
+    silent.listen(16)  # accepts TCP, never reads or answers
+    try:
+        backends = cluster.backends(weights=(1, 0, 0))
+        backends.append({"hostname": "127.0.0.1", "port": port, "weight": 0, "flag": ["ALLOW_TO_FAILOVER"],
+                         "application_name": "silent"})
+        sp = splitpool(backend=backends, **checked(cluster, health_check_timeout=1, health_check_max_retries=0,
+                                                   sr_check_period=0))
+        result = {}
+        t = threading.Thread(target=lambda: result.update(
+            p=pgbench(sp.port, ["-S", "-c", "2", "-T", "4", "-n"], db="sp_other", check=False)))
+        t.start()
+        wait_until(lambda: pool_nodes(sp)[3]["status"] == "down", 10, "the silent node marked down")
+        t.join(30)
+        assert result["p"].returncode == 0, result["p"].stdout + result["p"].stderr
+        assert "number of failed transactions: 0" in result["p"].stdout or "failed" not in result["p"].stdout
+    finally:
+        silent.close()

@@ -41,12 +41,6 @@ Names names_of(char type, const char* msg, size_t size) {
 
 constexpr std::string_view kSync{"S\0\0\0\4", 5};
 
-bool in_transaction(const std::vector<NodeView>& nodes) {
-    for (const NodeView& n : nodes)
-        if (n.connected && n.tx_status != 'I') return true;
-    return false;
-}
-
 int failed_node(const std::vector<NodeView>& nodes) {
     for (size_t i = 0; i < nodes.size(); ++i)
         if (nodes[i].connected && nodes[i].tx_status == 'E') return int(i);
@@ -148,7 +142,7 @@ void Dispatcher::begin_plan(const std::vector<NodeView>& nodes) {
     start_.used = model_.session_nodes;
     start_.settings = model_.settings.size();
     start_.transaction_log = model_.transaction_log.size();
-    start_.in_transaction = in_transaction(nodes);
+    start_.in_transaction = model_.in_transaction;  // as the client's ReadyForQuery messages said
     start_.prepared.reset();
     start_.idle.reset();
     for (size_t i = 0; i < nodes.size() && i < size_t(shm::kMaxNodes); ++i)
@@ -163,7 +157,18 @@ void Dispatcher::add_send(int node, Delivery delivery, std::string bytes, Plan& 
         start_.prepared.set(size_t(node));
         int ready = 0;
         std::string prefix;
-        if (!start_.used.test(size_t(node))) prefix = replay_bytes(model_, start_.settings, &ready);
+        if (!start_.idle.test(size_t(node)) && !start_.in_transaction) {
+            // A node still in a transaction the session has ended (never expected): end it first,
+            // so nothing runs in a stale snapshot or is lost in a transaction that never commits.
+            PROXY_LOG(Warning, "database node %d was still in a transaction: rolling it back", node);
+            prefix = query_message("ROLLBACK");
+            ready = 1;
+        }
+        if (!start_.used.test(size_t(node))) {
+            int replayed = 0;
+            prefix += replay_bytes(model_, start_.settings, &replayed);
+            ready += replayed;
+        }
         bool joined = false;
         for (const Send& s : plan.sends) joined = joined || s.node == node;
         if (start_.in_transaction && !joined && start_.idle.test(size_t(node))) {
@@ -474,6 +479,10 @@ void Dispatcher::route_runs(const std::vector<NodeView>& nodes, int main) {
         if (!r.statement) continue;
         // A statement parsed in this batch exists nowhere else: it is routed as its text alone.
         RouteDecision d = on_failed_node(decide(*r.cls, r.sql, r.parse_msg >= 0 ? nullptr : r.statement), nodes);
+        if (d.prepared && d.prepared != r.statement) {  // as it is before this run changes the model
+            r.prepared_create = d.prepared->create + (d.prepared->sql_level ? "" : std::string(kSync));
+            r.prepared_on = d.prepared->nodes;
+        }
         bool single = d.target == Target::Primary || d.target == Target::Node || d.target == Target::None;
         if (single) d.nodes.reset();
         d.load_balanced = d.load_balanced && main != primary_;
@@ -511,6 +520,12 @@ std::string Dispatcher::creates_for(int node, bool all_runs, int* count) const {
         if (again) continue;
         out += r.statement->create;
         if (!r.statement->sql_level) out += kSync;
+        ++*count;
+    }
+    for (const Run& r : runs_) {  // EXECUTE/DEALLOCATE of a SQL PREPARE: the PREPARE where it is missing
+        if (r.prepared_create.empty() || !(all_runs || r.decision.nodes.test(size_t(node)))) continue;
+        if (r.prepared_on.test(size_t(node)) || out.find(r.prepared_create) != std::string::npos) continue;
+        out += r.prepared_create;
         ++*count;
     }
     return out;

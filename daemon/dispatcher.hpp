@@ -101,6 +101,10 @@ private:
         RouteDecision decision;
         size_t bind = 0;             // index in batch_msgs_
         int parse_msg = -1;          // index of this batch's Parse of the statement, if any
+        // EXECUTE/DEALLOCATE of a prepared statement: what creates it, and where it existed
+        // before the run (a node of the run lacking it gets it first).
+        std::string prepared_create;
+        NodeSet prepared_on;
     };
     // Where a plan starts from: which nodes already had statements of this session, how much of
     // the replay logs they have seen, and which nodes this plan has already brought up to date.

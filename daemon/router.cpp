@@ -43,7 +43,10 @@ RouteDecision to_set(Target target, NodeSet set, const shm::NodeSnapshot& nodes,
     }
     d.target = target;
     d.nodes = set;
-    d.node = node_usable(nodes, nodes.primary) ? nodes.primary : -1;
+    // The node that answers the client: the primary when it takes part, else the first that does.
+    d.node = node_usable(nodes, nodes.primary) && set.test(static_cast<size_t>(nodes.primary)) ? nodes.primary : -1;
+    for (int i = 0; d.node < 0 && i < shm::kMaxNodes; ++i)
+        if (set.test(static_cast<size_t>(i))) d.node = i;
     d.reason = reason;
     return d;
 }
@@ -241,7 +244,9 @@ RouteDecision route_all_scope(const Classification& cls, const SessionModel& s, 
 RouteDecision route_by_name(const Classification& cls, const SessionModel& s, const shm::NodeSnapshot& nodes) {
     auto it = s.statements.find(cls.name);
     if (it == s.statements.end()) return to_primary(nodes, "unknown prepared statement");
-    return to_set(Target::Nodes, it->second.nodes, nodes, "deallocate where prepared", false);
+    RouteDecision d = to_set(Target::Nodes, it->second.nodes, nodes, "deallocate where prepared", false);
+    d.prepared = &it->second;  // a batch that must run it elsewhere too creates it there first
+    return d;
 }
 
 std::string_view primary_reason(const Classification& cls) {
@@ -408,6 +413,10 @@ RouteDecision route(const Classification& cls, std::string_view sql, const Sessi
         return route_prepared(it->second, state, nodes, policy, rng);
     }
     case Kind::Deallocate: return route_by_name(cls, state, nodes);
+    case Kind::Prepare:
+        if (state.statements.count(cls.name))  // where it exists, so PostgreSQL refuses it (42P05)
+            return route_by_name(cls, state, nodes);
+        break;
     default: break;
     }
     if (cls.calls_set_config && cls.load_balanceable && !calls_other_writing_function(cls, policy))

@@ -122,6 +122,7 @@ void forget_statements(SessionModel& s) {
 void note_prepared(SessionModel& s, const Classification& cls, std::string_view sql, const RouteDecision& d) {
     switch (cls.kind) {
     case Kind::Prepare: {
+        if (s.statements.count(cls.name)) break;  // PostgreSQL refuses it (42P05): the first one stays
         PreparedStatement& st = s.statements[cls.name];
         st = PreparedStatement{std::string(sql), query_message(sql), true, nullptr, d.nodes, d.node};
         st.cls = std::make_shared<const Classification>(cls);
@@ -200,7 +201,8 @@ void note_statement(SessionModel& s, const Classification& cls, std::string_view
     s.session_nodes |= d.nodes;
     if (d.new_load_balance_node && d.node >= 0) s.load_balance_node = d.node;
     if (cls.kind == Kind::Begin) {
-        begin_transaction(s, cls.txn, d.nodes);
+        // BEGIN inside a transaction only draws PostgreSQL's warning: the transaction goes on.
+        if (!s.in_transaction) begin_transaction(s, cls.txn, d.nodes);
         return;
     }
     if (note_transaction_end(s, cls)) return;

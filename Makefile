@@ -1,6 +1,7 @@
 # splitpool build: one non-recursive Makefile, objects out of tree in build/, binaries in bin/.
 #   make                 build everything (installs missing Debian packages first)
-#   make check           unit tests, then integration tests against a real PostgreSQL cluster
+#   make check           unit tests, fuzzers (FUZZ_SECONDS each), then integration tests against PostgreSQL
+#   make fuzz            builds the libFuzzer targets with clang (ASan+UBSan) and runs each for FUZZ_SECONDS
 #   make demo            primary + 2 replicas on loopback with splitpool in front (make demo-stop)
 #   make install PREFIX=/usr/local
 # V=1 shows full commands; WERROR=1 (set by CI) turns warnings into errors.
@@ -11,13 +12,13 @@ BUILD    := build
 BIN      := bin
 PYTHON   ?= /usr/bin/python3
 
+VERSION  := 0.1.0
 CXXFLAGS := -std=c++20 -O2 -g -Wall -Wextra -Wno-missing-field-initializers -MMD -MP -I. \
             -DTOML_HEADER_ONLY=0 -DTOML_SHARED_LIB=1 -DSPLITPOOL_VERSION=\"$(VERSION)\"
 ifeq ($(WERROR),1)
 CXXFLAGS += -Werror
 endif
 LDLIBS   := -lev -lssl -lcrypto -lpg_query -ltomlplusplus -lrt -lpthread
-VERSION  := 0.1.0
 
 ifeq ($(V),1)
 Q :=
@@ -118,7 +119,25 @@ TOOL_OBJS := $(PCP_TOOLS:%=$(BUILD)/pcp/tools/%.o) $(PASSWD_TOOLS:%=$(BUILD)/too
 PROGRAMS  := $(BIN)/splitpool $(PCP_TOOLS:%=$(BIN)/%) $(PASSWD_TOOLS:%=$(BIN)/%)
 UNIT_BIN  := $(BUILD)/unit_tests
 
-.PHONY: all deps check unit integration demo demo-stop bench install clean
+# ---- Fuzzing (make fuzz, and a bounded run inside make check) --------------------------------
+# libFuzzer targets in test/fuzz/<name>_fuzz.cpp, built with clang, AddressSanitizer and UBSan. The
+# library sources are compiled a second time into build/fuzz/ (instrumented for coverage, never with
+# -Werror: clang warns where g++ does not, and those files belong to the daemon); the targets
+# themselves honour WERROR=1. scripts/fuzz.sh runs each binary on a copy of test/fuzz/corpus/<name>.
+FUZZ_CXX      ?= clang++
+FUZZ_SECONDS  ?= 20
+FUZZ_TARGETS  := startup frame scram hba pool_passwd pcp_conf pcp_request config
+FUZZ_BUILD    := $(BUILD)/fuzz
+FUZZ_BIN      := $(BIN)/fuzz
+FUZZ_SAN      := -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
+FUZZ_CXXFLAGS := $(filter-out -O2 -Werror,$(CXXFLAGS)) -O1 $(FUZZ_SAN) -fsanitize=fuzzer-no-link
+FUZZ_LIB_OBJS := $(LIB_SRCS:%.cpp=$(FUZZ_BUILD)/%.o)
+FUZZ_LIB      := $(FUZZ_BUILD)/libsplitpool.a
+FUZZ_OBJS     := $(FUZZ_TARGETS:%=$(FUZZ_BUILD)/test/fuzz/%_fuzz.o)
+FUZZ_BINS     := $(FUZZ_TARGETS:%=$(FUZZ_BIN)/%)
+DEPS          += $(FUZZ_LIB_OBJS:.o=.d) $(FUZZ_OBJS:.o=.d)
+
+.PHONY: all deps check unit integration demo demo-stop bench install clean fuzz fuzz-build fuzz-check
 
 all: deps $(PROGRAMS)
 
@@ -156,8 +175,9 @@ unit: deps $(UNIT_BIN)
 integration: all
 	$(Q)scripts/run-integration.sh
 
-check: deps $(PROGRAMS) $(UNIT_BIN)
+check: deps $(PROGRAMS) $(UNIT_BIN) $(FUZZ_BINS)
 	$(Q)$(UNIT_BIN)
+	$(Q)FUZZ_SECONDS=$(FUZZ_SECONDS) scripts/fuzz.sh $(FUZZ_TARGETS)
 	$(Q)scripts/run-integration.sh
 
 demo: all
@@ -173,6 +193,35 @@ install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/etc/splitpool
 	install -m 755 $(PROGRAMS) $(DESTDIR)$(PREFIX)/bin/
 	install -m 644 etc/* $(DESTDIR)$(PREFIX)/etc/splitpool/
+
+# ---- Fuzzing: rules (variables above, next to the other object lists)
+$(FUZZ_BUILD)/test/fuzz/%.o: test/fuzz/%.cpp | deps
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  FUZZ-CXX $<")
+	$(Q)$(FUZZ_CXX) $(FUZZ_CXXFLAGS) $(if $(filter 1,$(WERROR)),-Werror) -c $< -o $@
+
+$(FUZZ_BUILD)/%.o: %.cpp | deps
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  FUZZ-CXX $<")
+	$(Q)$(FUZZ_CXX) $(FUZZ_CXXFLAGS) -c $< -o $@
+
+$(FUZZ_LIB): $(FUZZ_LIB_OBJS)
+	$(Q)rm -f $@ && ar rcs $@ $^
+
+$(FUZZ_BIN)/%: $(FUZZ_BUILD)/test/fuzz/%_fuzz.o $(FUZZ_LIB)
+	@mkdir -p $(FUZZ_BIN)
+	@$(if $(Q),echo "  FUZZ-LD $@")
+	$(Q)$(FUZZ_CXX) $(FUZZ_SAN) -fsanitize=fuzzer -o $@ $^ $(LDLIBS)
+
+fuzz-build: deps $(FUZZ_BINS)
+
+# FUZZ_SECONDS=600 for a longer run; FUZZ_MERGE=1 keeps the new inputs in test/fuzz/corpus/.
+fuzz: fuzz-build
+	$(Q)FUZZ_SECONDS=$(FUZZ_SECONDS) scripts/fuzz.sh $(FUZZ_TARGETS)
+
+fuzz-check: fuzz
+
+.SECONDARY: $(FUZZ_OBJS)
 
 clean:
 	rm -rf $(BUILD) $(BIN)

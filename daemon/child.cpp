@@ -2,11 +2,16 @@
 // backend connection sets for the next client, and exits when told to or when it is worn out.
 #include "daemon/child.hpp"
 
+#include <dirent.h>
 #include <ev.h>
 #include <openssl/rand.h>
 #include <sys/epoll.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
+
+#include <algorithm>
+#include <cstdlib>
 
 #include <csignal>
 #include <cerrno>
@@ -28,14 +33,32 @@ namespace {
 volatile sig_atomic_t g_smart_stop = 0;
 volatile sig_atomic_t g_fast_stop = 0;
 volatile sig_atomic_t g_reload = 0;
+volatile sig_atomic_t g_parent_gone = 0;
 struct ev_loop* g_loop = nullptr;
 ev_async g_wakeup;
+
+// The client listening sockets, closed straight from the signal handler (close is async-signal-safe)
+// when the parent dies, so a new splitpool can bind the port while a busy session still ends.
+constexpr int kPdeathSignal = SIGUSR2;
+constexpr int kMaxListenFds = 64;
+int g_listen_fds[kMaxListenFds];
+volatile sig_atomic_t g_listen_count = 0;
+
+void close_listen_sockets() {
+    int n = g_listen_count;
+    g_listen_count = 0;
+    for (int i = 0; i < n; ++i) close(g_listen_fds[i]);
+}
 
 void on_signal(int sig) {
     int saved = errno;
     if (sig == SIGTERM) g_smart_stop = 1;
     if (sig == SIGINT) g_fast_stop = 1;
     if (sig == SIGHUP) g_reload = 1;
+    if (sig == kPdeathSignal) {
+        g_parent_gone = 1;
+        close_listen_sockets();
+    }
     if (sig == SIGQUIT) _exit(1);  // immediate: no cleanup, as PostgreSQL's quickdie
     if (g_loop) ev_async_send(g_loop, &g_wakeup);
     errno = saved;
@@ -46,7 +69,7 @@ void install_signals() {
     sa.sa_handler = on_signal;
     sigemptyset(&sa.sa_mask);
     sa.sa_flags = 0;  // no SA_RESTART: a blocking poll() must see EINTR and check the flags
-    for (int sig : {SIGTERM, SIGINT, SIGHUP, SIGQUIT}) sigaction(sig, &sa, nullptr);
+    for (int sig : {SIGTERM, SIGINT, SIGHUP, SIGQUIT, kPdeathSignal}) sigaction(sig, &sa, nullptr);
     signal(SIGPIPE, SIG_IGN);
     signal(SIGCHLD, SIG_DFL);
     sigset_t all;
@@ -79,7 +102,7 @@ public:
     }
 
     void run() {
-        while (!g_smart_stop && !g_fast_stop && !worn_out_) {
+        while (!g_smart_stop && !g_fast_stop && !worn_out_ && !g_parent_gone) {
             if (g_reload) reload();
             wait_for_client();
             // a reload signalled while a client was arriving applies to that client already
@@ -107,7 +130,7 @@ private:
     void wait_for_client() {
         epoll_event events[8];
         int64_t next_tick = io::now_ms() + 1000;
-        while (!g_smart_stop && !g_fast_stop && !g_reload && !worn_out_) {
+        while (!g_smart_stop && !g_fast_stop && !g_reload && !worn_out_ && !g_parent_gone) {
             int n = epoll_wait(epoll_fd_, events, 8, 1000);
             for (int i = 0; i < n; ++i) {
                 int fd = accept4(events[i].data.fd, nullptr, nullptr, SOCK_CLOEXEC);
@@ -171,7 +194,7 @@ private:
         SessionContext ctx{config_,  table_,  slot_,          pool_,
                            g_loop,   &g_fast_stop, digest_salt_, too_many,
                            header.active_clients, classifications_, catalog_,
-                           policy_,  auth_files_,  tls_server_.get(), tls_backend_.get()};
+                           policy_,  auth_files_,  tls_server_.get(), tls_backend_.get(), &g_parent_gone};
         serve_client(ctx, fd);
         ++served_;
         table_.child(slot_).sessions_served.fetch_add(1, std::memory_order_relaxed);
@@ -215,9 +238,39 @@ private:
     bool worn_out_ = false;
 };
 
+// Listening sockets the child inherited but must not hold (PCP, metrics): an orphaned child would
+// keep their ports from a restarted splitpool.
+void close_foreign_listeners(const std::vector<int>& keep) {
+    std::vector<int> fds;
+    if (DIR* dir = opendir("/proc/self/fd")) {
+        while (dirent* e = readdir(dir)) {
+            int fd = atoi(e->d_name);
+            if (fd > 2 && fd != dirfd(dir)) fds.push_back(fd);
+        }
+        closedir(dir);
+    }
+    for (int fd : fds) {
+        int listening = 0;
+        socklen_t len = sizeof listening;
+        if (std::find(keep.begin(), keep.end(), fd) == keep.end() &&
+            getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &len) == 0 && listening)
+            close(fd);
+    }
+}
+
 }  // namespace
 
 void run_child(Config config, shm::StatusTable& table, int slot, const std::vector<int>& listen_fds) {
+    // First of all: learn of the parent's death (kill -9 included). A parent already gone before
+    // the request took effect is seen by getppid().
+    prctl(PR_SET_PDEATHSIG, kPdeathSignal);
+    pid_t parent = pid_t(table.header().parent_pid.load());
+    if (parent > 0 ? getppid() != parent : getppid() == 1) _exit(0);
+    close_foreign_listeners(listen_fds);
+    int count = 0;
+    for (int fd : listen_fds)
+        if (count < kMaxListenFds) g_listen_fds[count++] = fd;
+    g_listen_count = count;
     log_set_process_name("child");
     table.reset_child(slot, getpid());
     g_loop = ev_default_loop(EVBACKEND_EPOLL);
@@ -228,6 +281,7 @@ void run_child(Config config, shm::StatusTable& table, int slot, const std::vect
         Child child(std::move(config), table, slot, listen_fds);
         child.run();
     }
+    if (g_parent_gone) PROXY_LOG(Log, "the splitpool parent process is gone: child exiting");
     _exit(0);
 }
 

@@ -5,11 +5,16 @@
 
 #include <openssl/crypto.h>
 #include <openssl/rand.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
 
 #include "daemon/auth/aes.hpp"
 #include "daemon/auth/md5.hpp"
 #include "daemon/auth/scram_server.hpp"
 #include "daemon/io/tls.hpp"
+#include "daemon/log.hpp"
 #include "daemon/proto/frame.hpp"
 #include "daemon/proto/writer.hpp"
 
@@ -38,6 +43,23 @@ AuthFiles load_auth_files(const Config& config, const std::string& hba_path, con
     auth::PoolKey key = auth::read_pool_key(key_path.empty() ? auth::default_pool_key_path() : key_path);
     for (const auto& w : key.warnings) problems.push_back(w);
     files.key = key.key;
+    files.passwd_path = config.pool_passwd;
+    files.key_path = key.path;
+    if (!files.key) {
+        if (key.path.empty())
+            files.key_problem = "no AES key file: PGPOOLKEYFILE is not set and the user has no home directory";
+        else
+            files.key_problem = "could not read the AES key file \"" + key.path + "\": " +
+                                (access(key.path.c_str(), R_OK) != 0 ? std::string(strerror(errno))
+                                                                    : std::string("not a regular file or empty"));
+        if (files.passwd)
+            for (const auto& [user, entry] : files.passwd->entries)
+                if (entry.kind == auth::PasswordKind::Aes) {
+                    problems.push_back("pool_passwd has AES-encrypted entries, which cannot be used: " +
+                                       files.key_problem);
+                    break;
+                }
+    }
     return files;
 }
 
@@ -50,6 +72,29 @@ const auth::PasswordEntry* ClientAuth::entry() const { return files_.passwd ? fi
 
 void ClientAuth::fail(std::string& error, std::string_view code, const std::string& message, const std::string& detail) {
     proto::put_error(error, "FATAL", code, message, detail);
+    reason_ = detail.empty() ? message : detail;  // the detail says why; the message may hold the user name
+}
+
+void ClientAuth::refuse_password(std::string& error, std::string reason) {
+    proto::put_error(error, "FATAL", proto::sqlstate::kInvalidPassword,
+                     "password authentication failed for user \"" + user_ + "\"");
+    reason_ = std::move(reason);
+}
+
+std::string ClientAuth::entry_problem(std::string_view purpose) const {
+    std::string user = "user \"" + log_text(user_) + "\"";
+    if (!files_.passwd)
+        return files_.passwd_path.empty() ? "no pool_passwd file is configured"
+                                          : "pool_passwd file \"" + files_.passwd_path + "\" could not be loaded";
+    const auth::PasswordEntry* e = entry();
+    if (!e) return "pool_passwd file \"" + files_.passwd_path + "\" does not contain an entry for " + user;
+    if (e->kind == auth::PasswordKind::Aes) {
+        if (!files_.key) return "the pool_passwd entry for " + user + " is AES-encrypted, and " + files_.key_problem;
+        return "the AES-encrypted pool_passwd entry for " + user + " could not be decrypted with the key from \"" +
+               files_.key_path + "\" (wrong key?)";
+    }
+    return "the pool_passwd entry for " + user + " is of type " + std::string(auth::password_kind_name(e->kind)) +
+           ", which cannot be used for " + std::string(purpose);
 }
 
 bool ClientAuth::send(const std::string& bytes, std::string& error) {
@@ -101,19 +146,22 @@ bool ClientAuth::password_method(Credential& cred, std::string& error) {
     if (!ask_cleartext(cred, error)) return false;
     const auth::PasswordEntry* e = entry();
     if (!e) return true;
-    bool ok = false;
+    bool ok = false, usable = true;
     if (e->kind == auth::PasswordKind::Md5) {
         ok = auth::pg_md5_stored(*cred.password, user_) == e->value;
     } else if (e->kind == auth::PasswordKind::ScramSha256) {
         auto v = auth::parse_scram_verifier(e->value);
+        usable = v.has_value();
         ok = v && auth::make_scram_verifier(*cred.password, v->salt, v->iterations) == e->value;
     } else if (auto plain = auth::plaintext(*e, files_.key)) {
-        ok = CRYPTO_memcmp(plain->data(), cred.password->data(), plain->size()) == 0 &&
-             plain->size() == cred.password->size();
+        ok = plain->size() == cred.password->size() &&
+             CRYPTO_memcmp(plain->data(), cred.password->data(), plain->size()) == 0;
+    } else {
+        usable = false;
     }
     if (!ok) {
-        fail(error, proto::sqlstate::kInvalidPassword, "password authentication failed for user \"" + user_ + "\"",
-             "password does not match");
+        refuse_password(error, usable ? "password does not match the pool_passwd entry (clear text password)"
+                                      : entry_problem("password authentication"));
         return false;
     }
     cred.verified = true;
@@ -125,24 +173,23 @@ bool ClientAuth::md5_method(Credential& cred, std::string& error) {
     std::optional<std::string> plain = e ? auth::plaintext(*e, files_.key) : std::nullopt;
     std::string stored = e && e->kind == auth::PasswordKind::Md5 ? e->value
                          : plain ? auth::pg_md5_stored(*plain, user_) : std::string();
-    if (stored.empty()) {
-        fail(error, proto::sqlstate::kInvalidAuthorization, "md5 authentication failed",
-             e ? "pool_passwd file does not contain valid md5 entry for \"" + user_ + "\""
-               : "pool_passwd file does not contain an entry for \"" + user_ + "\"");
-        return false;
-    }
+    // Without a usable entry the client still gets a challenge, as from PostgreSQL for an unknown
+    // role: whether the user is in pool_passwd shows in the log only.
     unsigned char salt[4];
     RAND_bytes(salt, sizeof salt);
     std::string request, payload;
     proto::put_auth_request(request, kAuthMd5, std::string_view(reinterpret_cast<char*>(salt), 4));
     if (!send(request, error) || !read_response(payload, error)) return false;
+    if (stored.empty()) {
+        refuse_password(error, entry_problem("md5 authentication"));
+        return false;
+    }
     proto::Reader r(payload.data(), payload.size());
     std::string_view answer = r.cstr();
     std::string expected = auth::pg_md5_password_from_stored(stored, salt);
     if (expected.empty() || answer.size() != expected.size() ||
         CRYPTO_memcmp(answer.data(), expected.data(), expected.size()) != 0) {
-        fail(error, proto::sqlstate::kInvalidPassword, "password authentication failed for user \"" + user_ + "\"",
-             "password does not match");
+        refuse_password(error, "password does not match the pool_passwd entry (md5)");
         return false;
     }
     if (plain) cred.password = std::move(plain);
@@ -181,10 +228,15 @@ bool ClientAuth::scram_method(Credential& cred, std::string& error) {
         if (!send(out, error) || !read_response(payload, error)) return false;
         step = server->handle_client_final(payload);
     }
+    // A malformed exchange is refused alike for known and unknown users (the mock parses the same).
+    if (!step.ok && !step.wrong_password) {
+        fail(error, proto::sqlstate::kProtocolViolation, "password authentication failed for user \"" + user_ + "\"",
+             step.value);
+        return false;
+    }
     if (!step.ok || !known) {
-        fail(error, step.wrong_password || !known ? proto::sqlstate::kInvalidPassword : proto::sqlstate::kProtocolViolation,
-             "password authentication failed for user \"" + user_ + "\"",
-             known ? step.value : "pool_passwd file does not contain an entry for \"" + user_ + "\"");
+        refuse_password(error, known ? "password does not match the pool_passwd entry (SCRAM-SHA-256)"
+                                     : entry_problem("SCRAM-SHA-256 authentication"));
         return false;
     }
     out.clear();

@@ -21,6 +21,9 @@ struct AuthFiles {
     std::optional<auth::HbaFile> hba;          // set when enable_pool_hba
     std::optional<auth::PoolPasswd> passwd;    // set when pool_passwd names a readable file
     std::optional<std::string> key;            // .pgpoolkey text, for AES entries
+    std::string passwd_path;                   // for log lines
+    std::string key_path;                      // the key file that was tried
+    std::string key_problem;                   // why there is no key (names the file), for log lines
 };
 
 // Loads what the config asks for; problems (file:line messages, permission warnings) are returned,
@@ -40,6 +43,11 @@ public:
     bool ask_cleartext(Credential& cred, std::string& error);
     // The entry pool_passwd has for this user, or null.
     const auth::PasswordEntry* entry() const;
+    // Why the last refusal happened, precisely, for the server log only: the client is told no
+    // more than PostgreSQL would tell it (no hint whether the user exists in pool_passwd).
+    const std::string& failure_reason() const { return reason_; }
+    // Why pool_passwd gives no secret usable for `purpose` for this user (no entry, no key, ...).
+    std::string entry_problem(std::string_view purpose) const;
 
 private:
     bool password_method(Credential& cred, std::string& error);
@@ -49,6 +57,8 @@ private:
     bool read_response(std::string& payload, std::string& error);
     bool send(const std::string& bytes, std::string& error);
     void fail(std::string& error, std::string_view code, const std::string& message, const std::string& detail);
+    // PostgreSQL's generic 28P01 "password authentication failed for user", with `reason` logged only.
+    void refuse_password(std::string& error, std::string reason);
 
     io::Stream client_;
     io::Buffer& in_;
@@ -56,6 +66,7 @@ private:
     const volatile int* interrupted_;
     std::string user_;
     const AuthFiles& files_;
+    std::string reason_;
 };
 
 }  // namespace splitpool::daemon

@@ -1,5 +1,6 @@
 // The declarative key table: one row per pgpool parameter drives storing, validation, SHOW-style
 // printing, reload policy and the sample file. Adding a key is adding one row (and its Config field).
+#include <charconv>
 #include <algorithm>
 #include <cctype>
 #include <cstdio>
@@ -702,13 +703,19 @@ namespace splitpool::daemon {
 void keep_start_only_values(const Config& running, Config& fresh) {
     for (const std::string& key : restart_only_changes(running, fresh)) {
         if (key.rfind("backend_", 0) == 0) continue;  // backends are handled by node publishing
+        // The running value as its text; a key that stores numbers may want it as an integer
+        // (a text key may hold digits, and a number may not fit: never guess by throwing).
         std::string text = config_value_string(running, key);
-        RawValue value;
-        bool integer = !text.empty() && text.find_first_not_of("0123456789") == std::string::npos;
-        value.type = integer ? RawValue::Type::Integer : RawValue::Type::String;
-        if (integer) value.integer = std::stoll(text);
-        value.text = text;
-        config_store(fresh, key, value);
+        RawValue as_text;
+        as_text.type = RawValue::Type::String;
+        as_text.text = text;
+        if (config_store(fresh, key, as_text).empty()) continue;
+        RawValue as_number = as_text;
+        as_number.type = RawValue::Type::Integer;
+        auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), as_number.integer);
+        bool number = ec == std::errc() && end == text.data() + text.size();
+        if (!number || !config_store(fresh, key, as_number).empty())
+            PROXY_LOG(Warning, "could not keep the running value of \"%s\" over a reload", key.c_str());
     }
     fresh.hba_file = running.hba_file;
     fresh.key_file = running.key_file;

@@ -114,6 +114,28 @@ bool log_enabled(LogLevel level) {
     return level >= min;
 }
 
+std::string log_text(std::string_view text, size_t limit) {
+    size_t keep = text.size();
+    if (keep > limit) {
+        keep = limit;
+        while (keep > 0 && (static_cast<unsigned char>(text[keep]) & 0xC0) == 0x80) --keep;  // not mid-character
+    }
+    std::string out;
+    out.reserve(keep + 24);
+    for (size_t i = 0; i < keep; ++i) {
+        auto c = static_cast<unsigned char>(text[i]);
+        if (c < 0x20 || c == 0x7f) {
+            char buf[8];
+            snprintf(buf, sizeof buf, "\\x%02x", c);
+            out += buf;
+        } else {
+            out += char(c);
+        }
+    }
+    if (keep < text.size()) out += "...(" + std::to_string(text.size()) + " bytes)";
+    return out;
+}
+
 void log_write(LogLevel level, const char* format, ...) {
     char message[2048];
     va_list args;

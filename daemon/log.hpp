@@ -29,6 +29,12 @@ void log_set_process_name(std::string_view process_name);
 bool log_enabled(LogLevel level);
 void log_write(LogLevel level, const char* format, ...) __attribute__((format(printf, 2, 3)));
 
+// A client-supplied string (user, database, application name, ...) made fit for a log line: at most
+// `limit` bytes of it, cut at a UTF-8 character boundary and marked "...(N bytes)" when cut, and
+// control characters shown as \xNN so a client cannot forge log lines.
+constexpr size_t kLogTextLimit = 256;
+std::string log_text(std::string_view text, size_t limit = kLogTextLimit);
+
 }  // namespace splitpool::daemon
 
 // The argument list is only evaluated when the level is enabled.

@@ -111,11 +111,14 @@ int start(Config config, const Options& options) {
     config.key_file = options.key_file;
     log_configure(log_options_for(config, options.debug));
     if (auto pid = read_pid_file(config.pid_file_name)) {
-        if (process_alive(*pid) && *pid != getpid())
-            return fail("pid file found. is another splitpool (" + std::to_string(*pid) + ") running? (\"" +
-                        config.pid_file_name + "\")");
-        PROXY_LOG(Notice, "removing stale pid file \"%s\"", config.pid_file_name.c_str());
-        unlink(config.pid_file_name.c_str());
+        if (process_alive(*pid) && *pid != getpid() && process_is_splitpool(*pid))
+            return fail("pid file \"" + config.pid_file_name + "\" names splitpool (pid " + std::to_string(*pid) +
+                        "), which is still running; stop it first with \"splitpool -f " + config.config_file +
+                        " -m fast stop\"");
+        // Not removed here: a start that fails must leave the file as it found it. A successful
+        // start replaces it (write_pid_file renames over it).
+        PROXY_LOG(Notice, "pid file \"%s\" is stale (pid %d is not a running splitpool): it will be replaced",
+                  config.pid_file_name.c_str(), int(*pid));
     }
     Listeners listeners;
     std::string error;

@@ -20,6 +20,17 @@ std::optional<pid_t> read_pid_file(const std::string& path) {
 
 bool process_alive(pid_t pid) { return pid > 0 && (kill(pid, 0) == 0 || errno == EPERM); }
 
+bool process_is_splitpool(pid_t pid) {
+    std::ifstream comm("/proc/" + std::to_string(pid) + "/comm");
+    std::string name;
+    if (!comm || !std::getline(comm, name)) return true;
+    if (name.find("splitpool") != std::string::npos) return true;
+    std::ifstream cmdline("/proc/" + std::to_string(pid) + "/cmdline");
+    std::string argv0;
+    if (!cmdline || !std::getline(cmdline, argv0, '\0')) return true;
+    return argv0.substr(argv0.rfind('/') + 1).find("splitpool") != std::string::npos;
+}
+
 bool write_pid_file(const std::string& path, pid_t pid, std::string* error) {
     std::string tmp = path + ".tmp";
     int fd = open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);

@@ -113,6 +113,12 @@ RelayEnd Relay::run() {
             finish(RelayEnd::Shutdown);
             break;
         }
+        if (ctx_.parent_gone && *ctx_.parent_gone && between_transactions()) {
+            PROXY_LOG(Log, "the splitpool parent process is gone: ending the session between transactions");
+            fail_client(proto::sqlstate::kAdminShutdown, "terminating connection due to unexpected splitpool exit");
+            finish(RelayEnd::Shutdown);
+            break;
+        }
         ev_run(ctx_.loop, EVRUN_ONCE);
     }
     return end_;
@@ -207,6 +213,14 @@ bool Relay::process_client_input() {
         client_in_.consume(f.size());
     }
     return !done_;
+}
+
+// Nothing in flight and no transaction open on any node: the session may end without losing work.
+bool Relay::between_transactions() const {
+    if (!idle() || !clean()) return false;
+    for (const NodeIo& n : nodes_)
+        if (BackendConn* c = ctx_.set.conn(n.node); c && c->tx_status != 'I') return false;
+    return true;
 }
 
 bool Relay::idle() const {

@@ -39,6 +39,7 @@ struct RelayContext {
     Dispatcher& dispatcher;
     // Opens the connection to a node on first use; false after writing the client's error to `client_error`.
     std::function<bool(int node, std::string& client_error)> connect_node;
+    const volatile int* parent_gone = nullptr;  // the parent died: end the session once no transaction is open
 };
 
 class Relay {
@@ -93,6 +94,7 @@ private:
     bool execute(Send& send);
     void report_statements(const Send& send);
     bool idle() const;
+    bool between_transactions() const;
     std::vector<NodeView> node_views() const;
     Delivery delivery_for(NodeIo& n) const;
     bool queue_to_node(int node, const char* data, size_t size);

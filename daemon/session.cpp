@@ -3,9 +3,11 @@
 #include "daemon/session.hpp"
 
 #include <openssl/rand.h>
+#include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <ctime>
 
 #include "daemon/cancel.hpp"
@@ -24,6 +26,70 @@ constexpr uint32_t kMaxPasswordMessage = 1024;
 int primary_node(const SessionContext& ctx) {
     int primary = ctx.table.header().primary_node.load(std::memory_order_relaxed);
     return primary >= 0 && primary < int(ctx.config.backends.size()) ? primary : 0;
+}
+
+// The "replication" startup parameter asks for a walsender: "database" (logical) or a true value.
+// Only PostgreSQL's false spellings (parse_bool: prefixes of "false" and "no", "of(f)", "0") make
+// a normal session; an invalid value is treated as replication, and the server refuses it.
+bool wants_replication(const proto::StartupMessage& startup) {
+    const std::string* value = startup.find("replication");
+    if (!value) return false;
+    std::string v;
+    for (char c : *value) v += char(tolower(static_cast<unsigned char>(c)));
+    auto prefix_of = [&v](std::string_view word) { return !v.empty() && word.substr(0, v.size()) == v; };
+    bool is_false = (v[0] == 'f' && prefix_of("false")) || (v[0] == 'n' && prefix_of("no")) ||
+                    (v.size() >= 2 && prefix_of("off")) || v == "0";
+    return !is_false;
+}
+
+// A node's login ErrorResponse without PostgreSQL's source-location fields (F, L, R): splitpool's own
+// refusals have none, and a client must not tell from them whether splitpool or the node judged its
+// password, that is, whether pool_passwd has the user.
+std::string without_source_location(const std::string& bytes) {
+    proto::Frame f;
+    if (proto::parse_frame(bytes.data(), bytes.size(), f) != proto::FrameStatus::Ok || f.type != 'E' ||
+        f.size() != bytes.size())
+        return bytes;
+    std::string out;
+    proto::Writer w(out);
+    w.begin('E');
+    proto::Reader r(f.body, f.body_size());
+    for (uint8_t field = r.byte(); r.ok() && field != 0; field = r.byte()) {
+        std::string_view value = r.cstr();
+        if (!r.ok()) return bytes;
+        if (field != 'F' && field != 'L' && field != 'R') w.byte(field).cstr(value);
+    }
+    w.byte(0).finish();
+    return out;
+}
+
+// Moves what is readable from `from` into `to` (up to `limit` buffered); false at end of stream or on error.
+bool pump(io::Stream from, std::string& to, size_t limit) {
+    char buf[65536];
+    while (to.size() < limit) {
+        ssize_t n = from.read_some(buf, sizeof buf);
+        if (n > 0) {
+            to.append(buf, size_t(n));
+            continue;
+        }
+        if (n < 0 && errno == EINTR) continue;
+        return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
+    }
+    return true;
+}
+
+// Writes what the socket takes; false on a broken socket.
+bool drain(io::Stream to, std::string& out) {
+    while (!out.empty()) {
+        ssize_t n = to.write_some(out.data(), out.size());
+        if (n > 0) {
+            out.erase(0, size_t(n));
+            continue;
+        }
+        if (n < 0 && errno == EINTR) continue;
+        return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
+    }
+    return true;
 }
 
 class Session {
@@ -56,6 +122,7 @@ private:
     bool provide_credential(int32_t auth_code, Credential& cred, std::string& client_error);
     bool credential_from_entry(const auth::PasswordEntry& entry);
     bool connect_node(int node, std::string& client_error);
+    void pipe_replication();
     void send_greeting();
     void publish_backend_keys();
     void end_session(Relay* relay, RelayEnd end);
@@ -73,6 +140,7 @@ private:
     bool have_cred_ = false;
     bool client_verified_ = false;  // pool_hba (or a pooled set's re-check) already authenticated the client
     bool must_be_judged_by_backend_ = false;  // hba "password" without a pool_passwd entry
+    bool replication_ = false;    // a walsender connection: primary only, piped as is, never pooled
     bool released_ = false;
     int32_t client_pid_ = 0;
     uint32_t client_secret_ = 0;
@@ -86,7 +154,10 @@ void Session::send_fatal(std::string_view code, const std::string& message, std:
 
 // Reads packets until a StartupMessage: SSL and GSS encryption requests are declined with 'N'
 // (TLS arrives with the authentication work), a CancelRequest is forwarded and ends the connection.
+// Each negotiation happens at most once, as in PostgreSQL's ProcessStartupPacket: a repeated
+// request (or GSS inside TLS) is refused like any unknown protocol code.
 Session::Startup Session::read_startup() {
+    bool ssl_done = false, gss_done = false;
     for (;;) {
         uint32_t length = 0;
         proto::FrameStatus st;
@@ -97,8 +168,20 @@ Session::Startup Session::read_startup() {
             return Startup::Closed;
         }
         int32_t code = static_cast<int32_t>(proto::read_u32(in_.data() + 4));
+        if ((code == proto::kSslRequestCode && ssl_done) || (code == proto::kGssEncRequestCode && gss_done)) {
+            uint32_t version = uint32_t(code);
+            PROXY_LOG(Log, "repeated %s request from %s: closing the connection",
+                      code == proto::kSslRequestCode ? "SSL" : "GSSAPI encryption", peer_.c_str());
+            send_fatal(proto::sqlstate::kFeatureNotSupported,
+                       "unsupported frontend protocol " + std::to_string(version >> 16) + "." +
+                           std::to_string(version & 0xffff) + ": server supports 3.0 to 3.0");
+            return Startup::Closed;
+        }
+        if (code == proto::kSslRequestCode) ssl_done = true;
+        if (code == proto::kGssEncRequestCode) gss_done = true;
         if (code == proto::kSslRequestCode && ctx_.tls_server && !client_.ssl) {
             in_.consume(length);
+            gss_done = true;  // no GSS encryption inside TLS
             if (!start_tls()) return Startup::Closed;
             continue;
         }
@@ -170,15 +253,23 @@ bool Session::provide_credential(int32_t auth_code, Credential& cred, std::strin
         ok = auth.ask_cleartext(cred_, client_error);
     else
         ok = cred_.password.has_value() || cred_.client_key.has_value();
-    if (!ok && client_error.empty())
-        proto::put_error(client_error, "FATAL", proto::sqlstate::kInvalidAuthorization,
-                         "clear text password authentication failed",
-                         "unable to get the password for user: \"" + startup_.user() + "\"",
-                         ctx_.config.enable_pool_hba
-                             ? "the database server asks for a password: add the user to pool_passwd"
-                             : "the database server asks for a password: add the user to pool_passwd or set "
-                               "allow_clear_text_frontend_auth = on");
-    if (!ok) return false;
+    if (!ok) {
+        // The client learns no more than from PostgreSQL; the log says what is missing.
+        std::string reason = auth.failure_reason();
+        if (client_error.empty()) {
+            proto::put_error(client_error, "FATAL", proto::sqlstate::kInvalidPassword,
+                             "password authentication failed for user \"" + startup_.user() + "\"");
+            reason = "the database server asks for a password and splitpool has none: " +
+                     auth.entry_problem("logging in to the database server") +
+                     (auth.entry() ? ""
+                      : ctx_.config.enable_pool_hba ? " (add the user to pool_passwd)"
+                                                    : " (add the user to pool_passwd or set "
+                                                      "allow_clear_text_frontend_auth = on)");
+        }
+        PROXY_LOG(Log, "authentication failed for user \"%s\" from %s: %s", log_text(startup_.user()).c_str(),
+                  peer_.c_str(), reason.c_str());
+        return false;
+    }
     have_cred_ = true;
     cred = cred_;
     return true;
@@ -199,8 +290,9 @@ bool Session::connect_node(int node, std::string& client_error) {
     LoginResult result = backend_login(address, startup_, source, deadline_);
     if (!result.conn) {
         PROXY_LOG(Log, "login to node %d failed for user \"%s\" database \"%s\" from %s: %s", node,
-                  startup_.user().c_str(), startup_.database().c_str(), peer_.c_str(), result.log_message.c_str());
-        client_error = std::move(result.client_error);
+                  log_text(startup_.user()).c_str(), log_text(startup_.database()).c_str(), peer_.c_str(),
+                  log_text(result.log_message, 1024).c_str());
+        client_error = without_source_location(result.client_error);
         return false;
     }
     shm::NodeSlot& slot = ctx_.table.node(node);
@@ -225,14 +317,24 @@ bool Session::authenticate_by_hba() {
     auth::ConnType type = addr.ss_family == AF_UNIX ? auth::ConnType::Local : auth::ConnType::Tcp;
     const auth::HbaRule* rule = ctx_.auth_files.hba
         ? auth::match(*ctx_.auth_files.hba, type, client_.ssl != nullptr, reinterpret_cast<sockaddr*>(&addr),
-                      startup_.database(), startup_.user())
+                      startup_.database(), startup_.user(), replication_)
         : nullptr;
     std::string error;
     if (!rule || rule->method == auth::HbaMethod::Reject) {
         std::string host = addr.ss_family == AF_UNIX ? "[local]" : peer_.substr(0, peer_.rfind(':'));
-        PROXY_LOG(Log, "pool_hba.conf %s user \"%s\" database \"%s\" from %s",
+        PROXY_LOG(Log, "pool_hba.conf %s %suser \"%s\" database \"%s\" from %s",
                   rule ? ("line " + std::to_string(rule->line) + " rejects").c_str() : "has no entry for",
-                  startup_.user().c_str(), startup_.database().c_str(), peer_.c_str());
+                  replication_ ? "replication connection of " : "", log_text(startup_.user()).c_str(),
+                  log_text(startup_.database()).c_str(), peer_.c_str());
+        if (replication_) {  // PostgreSQL's wording: "all" does not cover replication connections
+            proto::put_error(error, "FATAL", proto::sqlstate::kInvalidAuthorization,
+                             std::string(rule ? "pool_hba.conf rejects replication connection for host \""
+                                              : "no pool_hba.conf entry for replication connection from host \"") +
+                                 host + "\", user \"" + startup_.user() + "\", SSL " + (client_.ssl ? "on" : "off"),
+                             {}, "a pool_hba.conf line must name the \"replication\" database");
+            io::write_all(client_, error, deadline_);
+            return false;
+        }
         proto::put_error(error, "FATAL", proto::sqlstate::kInvalidAuthorization, "client authentication failed",
                          "no pool_hba.conf entry for host \"" + host + "\", user \"" + startup_.user() +
                              "\", database \"" + startup_.database() + "\", SSL " + (client_.ssl ? "on" : "off"),
@@ -242,8 +344,8 @@ bool Session::authenticate_by_hba() {
     }
     ClientAuth auth(client_, in_, deadline_, ctx_.fast_shutdown, startup_.user(), ctx_.auth_files);
     if (!auth.run_method(rule->method, cred_, error)) {
-        PROXY_LOG(Log, "authentication failed for user \"%s\" from %s (pool_hba.conf line %d)",
-                  startup_.user().c_str(), peer_.c_str(), rule->line);
+        PROXY_LOG(Log, "authentication failed for user \"%s\" from %s (pool_hba.conf line %d): %s",
+                  log_text(startup_.user()).c_str(), peer_.c_str(), rule->line, auth.failure_reason().c_str());
         io::write_all(client_, error, deadline_);
         return false;
     }
@@ -273,7 +375,7 @@ bool Session::reauthenticate_for_pooled_set() {
 
 bool Session::authenticate() {
     if (ctx_.config.enable_pool_hba && !authenticate_by_hba()) return false;
-    set_ = ctx_.pool.take(startup_.pool_key());
+    if (!replication_) set_ = ctx_.pool.take(startup_.pool_key());
     if (set_ && !set_->usable()) set_.reset();  // the server ended a pooled connection meanwhile
     if (set_ && must_be_judged_by_backend_) set_.reset();
     if (set_ && !reauthenticate_for_pooled_set()) return false;
@@ -288,9 +390,10 @@ bool Session::authenticate() {
         return false;
     }
     if (must_be_judged_by_backend_ && !set_->needs_password) {
+        PROXY_LOG(Log, "authentication failed for user \"%s\" from %s: pool_passwd has no entry for the user and "
+                  "the database server did not check the password", log_text(startup_.user()).c_str(), peer_.c_str());
         proto::put_error(error, "FATAL", proto::sqlstate::kInvalidPassword,
-                         "password authentication failed for user \"" + startup_.user() + "\"",
-                         "pool_passwd has no entry for the user and the database server did not check the password");
+                         "password authentication failed for user \"" + startup_.user() + "\"");
         io::write_all(client_, error, deadline_);
         set_.reset();
         return false;
@@ -335,6 +438,39 @@ void Session::send_greeting() {
     io::write_all(client_, out, deadline_);
 }
 
+// A replication connection after login: the client and the primary's walsender talk directly, byte
+// for byte (replication commands, CopyBoth WAL streams); nothing is routed, balanced or pooled.
+void Session::pipe_replication() {
+    BackendConn* node_conn = set_->conn(primary_node(ctx_));
+    if (!node_conn) return;
+    PROXY_LOG(Log, "replication connection for user \"%s\" from %s: passed through to node %d",
+              log_text(startup_.user()).c_str(), peer_.c_str(), node_conn->node);
+    ctx_.table.child(ctx_.child_slot).state.store(uint8_t(shm::ChildState::Active));
+    constexpr size_t kLimit = 1 << 20;
+    io::Stream client = client_, node = node_conn->stream();
+    std::string up(in_.data(), in_.size()), down(node_conn->in.data(), node_conn->in.size());
+    in_.consume(in_.size());
+    node_conn->in.consume(node_conn->in.size());
+    for (;;) {
+        if (*ctx_.fast_shutdown || (ctx_.parent_gone && *ctx_.parent_gone)) {
+            send_fatal(proto::sqlstate::kAdminShutdown, "terminating connection due to administrator command");
+            return;
+        }
+        bool pending = client.pending() || node.pending();
+        pollfd fds[2] = {{client.fd, short((up.size() < kLimit ? POLLIN : 0) | (down.empty() ? 0 : POLLOUT)), 0},
+                         {node.fd, short((down.size() < kLimit ? POLLIN : 0) | (up.empty() ? 0 : POLLOUT)), 0}};
+        int n = poll(fds, 2, pending ? 0 : 1000);
+        if (n < 0 && errno != EINTR) return;
+        const short readable = POLLIN | POLLHUP | POLLERR;
+        if ((fds[0].revents & readable || client.pending()) && !pump(client, up, kLimit)) return;
+        if ((fds[1].revents & readable || node.pending()) && !pump(node, down, kLimit)) {
+            io::write_all(client_, down, io::deadline_after_ms(1000));  // the node's last words (often a FATAL)
+            return;
+        }
+        if (!drain(node, up) || !drain(client, down)) return;
+    }
+}
+
 void Session::end_session(Relay* relay, RelayEnd end) {
     shm::ChildSlot& slot = ctx_.table.child(ctx_.child_slot);
     slot.client_cancel_pid.store(0);
@@ -364,18 +500,29 @@ void Session::run() {
     slot.client_connected_at.store(time(nullptr));
     if (ctx_.config.log_connections)
         PROXY_LOG(Log, "connection received: host=%s user=%s database=%s application_name=%s", peer_.c_str(),
-                  startup_.user().c_str(), startup_.database().c_str(), startup_.application_name().c_str());
+                  log_text(startup_.user()).c_str(), log_text(startup_.database()).c_str(),
+                  log_text(startup_.application_name()).c_str());
     if (ctx_.too_many_clients) {
         send_fatal(proto::sqlstate::kTooManyConnections, "Sorry, too many clients already");
         return;
     }
     slot.state.store(uint8_t(shm::ChildState::Authenticating));
     io::Deadline started = io::now_ms();
+    replication_ = wants_replication(startup_);
     if (!authenticate()) {
         end_session(nullptr, RelayEnd::ClientClosed);
         return;
     }
     send_greeting();
+    if (replication_) {
+        pipe_replication();
+        end_session(nullptr, RelayEnd::ClientClosed);  // never pooled
+        if (ctx_.config.log_disconnections)
+            PROXY_LOG(Log, "disconnection: session time: %.3f s user=%s database=%s host=%s (replication)",
+                      double(io::now_ms() - started) / 1000.0, log_text(startup_.user()).c_str(),
+                      log_text(startup_.database()).c_str(), peer_.c_str());
+        return;
+    }
     int primary = primary_node(ctx_);
     SideQuery side_query = [this, primary](const std::string& sql) -> std::optional<std::vector<std::string>> {
         BackendConn* c = set_->conn(primary);
@@ -389,6 +536,7 @@ void Session::run() {
     RelayContext rc{ctx_.loop, client_, *set_, session_config, ctx_.table, ctx_.child_slot, primary_node(ctx_),
                     ctx_.fast_shutdown, dispatcher,
                     [this](int node, std::string& err) { return connect_node(node, err); }};
+    rc.parent_gone = ctx_.parent_gone;
     RelayEnd end;
     {
         Relay relay(rc);
@@ -397,8 +545,8 @@ void Session::run() {
     }
     if (ctx_.config.log_disconnections)
         PROXY_LOG(Log, "disconnection: session time: %.3f s user=%s database=%s host=%s",
-                  double(io::now_ms() - started) / 1000.0, startup_.user().c_str(), startup_.database().c_str(),
-                  peer_.c_str());
+                  double(io::now_ms() - started) / 1000.0, log_text(startup_.user()).c_str(),
+                  log_text(startup_.database()).c_str(), peer_.c_str());
 }
 
 }  // namespace

@@ -38,6 +38,7 @@ struct SessionContext {
     const AuthFiles& auth_files;
     SSL_CTX* tls_server;                   // null: SSLRequest is answered 'N'
     SSL_CTX* tls_backend;                  // null: backends are not asked for TLS
+    const volatile int* parent_gone = nullptr;  // set when the parent died: end at the transaction's end
 };
 
 // Serves the client on `client_fd` to the end and closes it. Never throws.

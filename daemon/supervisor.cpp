@@ -2,6 +2,7 @@
 // runs the three shutdown modes.
 #include "daemon/supervisor.hpp"
 
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -112,6 +113,8 @@ pid_t Supervisor::spawn_worker(const char* what, const std::function<void()>& bo
         for (int fd : listen_fds_) close(fd);
         for (int fd : pcp_.listen_fds) close(fd);
         for (int fd : pcp_.metrics_fds) close(fd);
+        prctl(PR_SET_PDEATHSIG, SIGTERM);  // a checker never outlives its parent
+        if (getppid() == 1) _exit(0);
         body();
         _exit(0);
     }
@@ -140,7 +143,11 @@ void Supervisor::spawn(int slot) {
         PROXY_LOG(Warning, "could not fork child %d: %s", slot, strerror(errno));
         return;
     }
-    if (pid == 0) run_child(config_, table_, slot, listen_fds_);
+    if (pid == 0) {
+        for (int fd : pcp_.listen_fds) close(fd);  // children never hold sockets they do not serve
+        for (int fd : pcp_.metrics_fds) close(fd);
+        run_child(config_, table_, slot, listen_fds_);
+    }
     pids_[size_t(slot)] = pid;
 }
 

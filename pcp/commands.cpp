@@ -11,6 +11,8 @@
 #include <cstdlib>
 #include <cstring>
 #include <ctime>
+#include <charconv>
+#include <optional>
 
 #include "daemon/hook.hpp"
 #include "daemon/io/conn.hpp"
@@ -34,6 +36,22 @@ std::string fmt(const char* format, ...) {
     va_end(args);
     return buf;
 }
+
+// A numeric argument as the tools send it: decimal digits only, within int range ("-1" only where
+// `minus_one` allows it). atoi would read "1xyz" as 1 and wrap 4294967297 around to node 1.
+std::optional<int> parse_number(std::string_view text, bool minus_one = false) {
+    if (minus_one && text == "-1") return -1;
+    if (text.empty() || text.size() > 10) return std::nullopt;
+    for (char c : text)
+        if (c < '0' || c > '9') return std::nullopt;
+    int value = 0;
+    auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+    if (ec != std::errc() || end != text.data() + text.size()) return std::nullopt;
+    return value;
+}
+
+// The argument quoted back in an error text: bounded, control characters escaped.
+std::string quoted(const std::string& text) { return "\"" + daemon::log_text(text, 64) + "\""; }
 
 NodeStatus node_status(const CommandContext& ctx, int id) {
     return static_cast<NodeStatus>(ctx.table.node(id).status.load());
@@ -67,7 +85,9 @@ std::string node_info_packet(const CommandContext& ctx, int id) {
 }
 
 Reply node_info(const CommandContext& ctx, const std::string& arg) {
-    int id = atoi(arg.c_str());
+    std::optional<int> parsed = parse_number(arg, true);
+    if (!parsed) return error_reply("informing node info failed", "invalid node ID : " + quoted(arg));
+    int id = *parsed;
     int count = ctx.table.num_nodes();
     if (id != -1 && (id < 0 || id >= count))
         return error_reply("informing node info failed", "invalid node ID : " + arg);
@@ -80,7 +100,9 @@ Reply node_info(const CommandContext& ctx, const std::string& arg) {
 }
 
 Reply health_check_stats(const CommandContext& ctx, const std::string& arg) {
-    int id = atoi(arg.c_str());
+    std::optional<int> parsed = parse_number(arg);
+    if (!parsed) return error_reply("informing health check stats info failed", "invalid node ID " + quoted(arg));
+    int id = *parsed;
     int count = ctx.table.num_nodes();
     if (id < 0 || id > count)
         return error_reply("informing health check stats info failed", fmt("invalid node ID %d", id));
@@ -114,7 +136,9 @@ std::string process_info_packet(const CommandContext& ctx, int slot, int node) {
 }
 
 Reply process_info(const CommandContext& ctx, const std::string& arg) {
-    int pid = atoi(arg.c_str());
+    std::optional<int> parsed = parse_number(arg);
+    if (!parsed) return error_reply("informing process info failed", "invalid process ID : " + quoted(arg));
+    int pid = *parsed;
     std::vector<int> slots;
     for (int i = 0; i < ctx.table.num_children(); ++i) {
         int32_t p = ctx.table.child(i).pid.load();
@@ -170,7 +194,11 @@ bool wait_for_clients(const CommandContext& ctx) {
 }
 
 Reply attach_node(const CommandContext& ctx, const std::string& arg) {
-    int id = atoi(arg.c_str());
+    std::optional<int> parsed = parse_number(arg);
+    if (!parsed)
+        return error_reply(fmt("invalid failback request, node id: %s is not a valid node id. node id must be "
+                               "between [0 and %d]", quoted(arg).c_str(), kMaxNodeId), "");
+    int id = *parsed;
     if (id < 0 || id >= kMaxNodeId)
         return error_reply(fmt("invalid failback request, node id: %d is out of range. node id must be between "
                                "[0 and %d]", id, kMaxNodeId), "");
@@ -220,7 +248,11 @@ void mark_down(const CommandContext& ctx, int id) {
 }
 
 Reply detach_node(const CommandContext& ctx, const std::string& arg, bool gracefully) {
-    int id = atoi(arg.c_str());
+    std::optional<int> parsed = parse_number(arg);
+    if (!parsed)
+        return error_reply(fmt("invalid degenerate backend request, node id: %s is not a valid node id. node id "
+                               "must be between [0 and %d]", quoted(arg).c_str(), kMaxNodeId), "");
+    int id = *parsed;
     std::string refusal = detach_refusal(ctx, id);
     if (!refusal.empty()) return error_reply(refusal, "");
     if (gracefully && !wait_for_clients(ctx))
@@ -240,9 +272,12 @@ void make_primary(const CommandContext& ctx, int id) {
 
 // Body "<id> \0" then 's' (switchover) or 'n'.
 Reply promote_node(const CommandContext& ctx, const std::string& body, bool gracefully) {
-    int id = atoi(body.c_str());
     size_t space = body.find(' ');
     char option = (space != std::string::npos && space + 2 < body.size()) ? body[space + 2] : 'n';
+    std::string text = body.substr(0, std::min(space, body.find('\0')));
+    std::optional<int> parsed = parse_number(text);
+    if (!parsed) return error_reply("could not process promote request", "node id " + quoted(text) + " is not valid");
+    int id = *parsed;
     if (id < 0 || id >= ctx.table.num_nodes())
         return error_reply("could not process promote request", fmt("node id %d is not valid", id));
     if (is_primary(ctx, id))

@@ -7,6 +7,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 
 packages=(
     build-essential g++ make pkg-config
+    clang "libclang-rt-dev|libclang-rt-14-dev"
     libev-dev libssl-dev libpg-query-dev libprotobuf-c-dev libtomlplusplus-dev libboost-dev doctest-dev
     "postgresql-15|postgresql" "postgresql-client-15|postgresql-client"
     python3 python3-pytest python3-psycopg python3-psycopg2 python3-asyncpg

@@ -471,8 +471,14 @@ bool address_matches(const HbaRule& rule, ClientFacts& facts) {
     return false;
 }
 
-bool database_matches(const std::vector<HbaToken>& tokens, std::string_view db, std::string_view user) {
+bool database_matches(const std::vector<HbaToken>& tokens, std::string_view db, std::string_view user,
+                      bool replication) {
     for (const HbaToken& t : tokens) {
+        if (replication) {
+            if (is_keyword(t, "replication")) return true;
+            continue;
+        }
+        if (is_keyword(t, "replication")) continue;  // only replication connections
         if (is_keyword(t, "all")) return true;
         if (is_keyword(t, "sameuser")) {
             if (db == user) return true;
@@ -531,13 +537,14 @@ HbaParseResult load_hba(const std::string& path, const HbaParseOptions& options)
 }
 
 const HbaRule* match(const HbaFile& file, ConnType conn, bool ssl, const sockaddr* client, std::string_view database,
-                     std::string_view user) {
+                     std::string_view user, bool replication) {
     ClientFacts facts;
     facts.client = conn == ConnType::Tcp ? client : nullptr;
     for (const HbaRule& rule : file.rules) {
         if (!conn_matches(rule, conn, ssl)) continue;
         // Names first: they are cheap, and a hostname rule costs two DNS lookups.
-        if (!database_matches(rule.databases, database, user) || !user_matches(rule.users, user)) continue;
+        if (!database_matches(rule.databases, database, user, replication) || !user_matches(rule.users, user))
+            continue;
         if (rule.conn_type != HbaConnType::Local && !address_matches(rule, facts)) continue;
         return &rule;
     }

@@ -62,9 +62,11 @@ HbaParseResult load_hba(const std::string& path, const HbaParseOptions& options 
 
 // The first rule matching the connection, or nullptr (pgpool's implicit reject). `client` is the peer
 // address for Tcp (AF_INET or AF_INET6; may be null for Local). A hostname rule costs a reverse and a
-// forward DNS lookup, done at most once per call.
+// forward DNS lookup, done at most once per call. A replication connection (a "replication" startup
+// parameter) matches only lines naming the `replication` keyword as database, which no other
+// connection matches (as in PostgreSQL; "all" does not cover replication).
 const HbaRule* match(const HbaFile& file, ConnType conn, bool ssl, const sockaddr* client, std::string_view database,
-                     std::string_view user);
+                     std::string_view user, bool replication = false);
 
 std::string_view hba_method_name(HbaMethod method);  // "trust", "md5", "scram-sha-256", ...
 

@@ -51,13 +51,17 @@ bool decode_startup(const char* body, size_t size, StartupMessage& out, std::str
         return false;
     }
     out.params.clear();
+    bool terminated = false;
     while (r.ok() && r.remaining() > 0) {
         std::string_view name = r.cstr();
-        if (name.empty()) break;  // the terminating NUL (or a failed read)
+        if (name.empty()) {  // the terminating NUL (or a failed read)
+            terminated = r.ok();
+            break;
+        }
         std::string_view value = r.cstr();
         if (r.ok()) out.params.emplace_back(std::string(name), std::string(value));
     }
-    if (!r.ok() || r.remaining() != 0) {
+    if (!r.ok() || !terminated || r.remaining() != 0) {
         if (error) *error = "invalid startup packet layout: expected terminator as last byte";
         return false;
     }

@@ -98,10 +98,23 @@ void usage(Tool t) {
     fprintf(stderr, "  -?, --help             print this help\n\n");
 }
 
+// A decimal number of digits only, at most `max`; atoi would read "1xyz" as 1 and wrap
+// 4294967298 around to 2.
+bool parse_decimal(const char* text, long max, int& value) {
+    if (!text || !*text || strlen(text) > 10) return false;
+    long v = 0;
+    for (const char* p = text; *p; ++p) {
+        if (*p < '0' || *p > '9') return false;
+        v = v * 10 + (*p - '0');
+    }
+    if (v > max) return false;
+    value = int(v);
+    return true;
+}
+
 // Returns -1 when accepted, else the exit status.
 int parse_node_id(Tool t, const char* text, CliOptions& out) {
-    out.node_id = atoi(text);
-    if (out.node_id < 0 || out.node_id > kMaxNodeId) {
+    if (!parse_decimal(text, kMaxNodeId, out.node_id) || out.node_id < 0 || out.node_id > kMaxNodeId) {
         fprintf(stderr, "%s: Invalid node-id \"%s\", must be between 0 and %d\n", spec(t).name, text, kMaxNodeId);
         return 1;
     }
@@ -109,8 +122,7 @@ int parse_node_id(Tool t, const char* text, CliOptions& out) {
 }
 
 int parse_process_id(Tool t, const char* text, CliOptions& out) {
-    out.process_id = atoi(text);
-    if (out.process_id <= 0) {
+    if (!parse_decimal(text, 0x7fffffff, out.process_id) || out.process_id <= 0) {
         fprintf(stderr, "%s: Invalid process-id \"%s\", must be greater than 0\n", spec(t).name, text);
         return 1;
     }
@@ -173,7 +185,7 @@ int parse_option(Tool t, int ch, const char* arg, CliOptions& out) {
     case 'h': out.connect.host = arg; return -1;
     case 'U': out.connect.user = arg; return -1;
     case 'p':
-        out.connect.port = atoi(arg);
+        if (!parse_decimal(arg, 65535, out.connect.port)) out.connect.port = 0;
         if (out.connect.port <= 1024 || out.connect.port > 65535) {
             fprintf(stderr, "%s: Invalid port number \"%s\", must be between 1024 and 65535\n", name, arg);
             return 1;

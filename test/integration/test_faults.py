@@ -126,3 +126,28 @@ def test_losing_the_primary_ends_the_session_with_a_clear_fatal(splitpool, clust
         with pytest.raises(psycopg.OperationalError) as err:
             c.execute("select 1")
         assert "terminating connection" in str(err.value) or "database node 0" in str(err.value)
+
+
+def test_no_committed_transaction_is_lost_while_a_standby_stops_and_starts(splitpool, cluster, table):
+    sp = splitpool(backend=cluster.backends(weights=(1, 2, 2)), num_init_children=6, **reference_keys())
+    pgbench(cluster.ports[0], ["-i", "-s", "1", "-q"], db="sp_other")
+    cluster.wait_replicas_caught_up()
+    result = {}
+
+    def run():
+        result["proc"] = pgbench(sp.port, ["-c", "4", "-j", "2", "-t", "500", "-n"], db="sp_other", check=False)
+
+    with StoppedStandby(cluster, 1) as standby:
+        t = threading.Thread(target=run)
+        t.start()
+        time.sleep(1.5)
+        standby.stop()
+        time.sleep(1.5)
+    # the context started the standby again while pgbench runs on
+    t.join(timeout=120)
+    out = result["proc"].stdout + result["proc"].stderr
+    committed = int(re.search(r"number of transactions actually processed: (\d+)", out).group(1))
+    history = int(cluster.sql(0, "select count(*) from pgbench_history", db="sp_other"))
+    print(f"tpcb-like -c 4 -t 500: {committed} committed, {history} rows in pgbench_history")
+    assert history == committed, out
+    assert not re.search(r"client \d+ aborted", out), out

@@ -188,3 +188,21 @@ TEST_CASE("pool_hba.conf @file includes are expanded relative to the including f
     CHECK(r.errors[0].find("could not open configuration file") != std::string::npos);
     CHECK(std::system(("rm -rf " + dir).c_str()) == 0);
 }
+
+TEST_CASE("pool_hba.conf: replication connections match only the replication keyword, as in PostgreSQL") {
+    HbaParseResult r = parse_hba("host replication repl 127.0.0.1/32 trust\n"
+                                 "host \"replication\" all 127.0.0.1/32 md5\n"
+                                 "host all all 127.0.0.1/32 scram-sha-256\n",
+                                 "pool_hba.conf");
+    REQUIRE(r.ok);
+    sockaddr_storage ss = ip("127.0.0.1");
+    auto line = [&](const char* db, const char* user, bool replication) {
+        const HbaRule* rule = match(r.file, ConnType::Tcp, false, reinterpret_cast<sockaddr*>(&ss), db, user, replication);
+        return rule ? rule->line : 0;
+    };
+    CHECK(line("postgres", "repl", true) == 1);
+    CHECK(line("replication", "repl", true) == 1);
+    CHECK(line("postgres", "other", true) == 0);         // "all" and a quoted "replication" do not cover it
+    CHECK(line("replication", "repl", false) == 2);      // the keyword never matches an ordinary connection;
+    CHECK(line("postgres", "repl", false) == 3);         // a quoted one is the database named replication
+}

@@ -141,8 +141,8 @@ void Dispatcher::node_lost(int node) {
 void Dispatcher::begin_plan(const std::vector<NodeView>& nodes) {
     start_.used = model_.session_nodes;
     start_.settings = model_.settings.size();
-    start_.transaction_log = model_.transaction_log.size();
     start_.in_transaction = model_.in_transaction;  // as the client's ReadyForQuery messages said
+    start_.at = {model_.in_transaction, model_.transaction_log.size()};
     start_.prepared.reset();
     start_.idle.reset();
     for (size_t i = 0; i < nodes.size() && i < size_t(shm::kMaxNodes); ++i)
@@ -157,7 +157,7 @@ void Dispatcher::add_send(int node, Delivery delivery, std::string bytes, Plan& 
         start_.prepared.set(size_t(node));
         int ready = 0;
         std::string prefix;
-        if (!start_.idle.test(size_t(node)) && !start_.in_transaction) {
+        if (!start_.idle.test(size_t(node)) && !start_.at.in_transaction) {
             // A node still in a transaction the session has ended (never expected): end it first,
             // so nothing runs in a stale snapshot or is lost in a transaction that never commits.
             PROXY_LOG(Warning, "database node %d was still in a transaction: rolling it back", node);
@@ -171,9 +171,9 @@ void Dispatcher::add_send(int node, Delivery delivery, std::string bytes, Plan& 
         }
         bool joined = false;
         for (const Send& s : plan.sends) joined = joined || s.node == node;
-        if (start_.in_transaction && !joined && start_.idle.test(size_t(node))) {
+        if (start_.at.in_transaction && !joined && start_.idle.test(size_t(node))) {
             int join = 0;
-            prefix += join_transaction_bytes(model_, start_.transaction_log, &join);
+            prefix += join_transaction_bytes(model_, start_.at.transaction_log, &join);
             ready += join;
         }
         if (ready > 0) {
@@ -489,6 +489,13 @@ void Dispatcher::route_runs(const std::vector<NodeView>& nodes, int main) {
         d.node = main;
         d.nodes.set(size_t(main));
         if (single) d.target = main == primary_ ? Target::Primary : Target::Node;
+        r.at = {model_.in_transaction, model_.transaction_log.size()};  // where the run finds the session
+        if (forgets_statements(*r.cls))  // the runs still to be sent keep their statements' facts
+            for (Run& other : runs_)
+                if (other.statement && !other.own) {
+                    other.own = std::make_shared<PreparedStatement>(*other.statement);
+                    other.statement = other.own.get();
+                }
         std::string replay;
         bool everywhere = d.target == Target::Session || d.target == Target::Transaction;
         if (everywhere && is_session_setting(*r.cls)) replay = replay_of_bind(*r.statement, r.bind);
@@ -582,18 +589,25 @@ void Dispatcher::send_batch(bool sync, int main, const std::vector<NodeView>& no
 
 // A node other than the main one: the runs whose decision includes it, replies not heard. In a
 // failed transaction, a COMMIT's other nodes are rolled back instead.
+// Its join, if any, is the transaction as its first run here found it (a COMMIT earlier in the
+// batch may have ended the transaction the batch began in, a BEGIN may have started one).
 void Dispatcher::send_fan_out(int node, bool failed, Plan& plan) {
     std::string out;
     bool rollback = false;
+    const Run* first = nullptr;
     for (const Run& r : runs_) {
         if (!r.statement || !r.decision.nodes.test(size_t(node))) continue;
+        if (!first) first = &r;
         rollback = rollback || (failed && r.decision.ends_transaction);
         out += run_messages(r);
     }
+    TxPoint batch_start = start_.at;
+    if (first) start_.at = first->at;
     int creates = 0;
     std::string create = rollback ? std::string() : creates_for(node, false, &creates);
     if (creates > 0) add_send(node, Delivery::Swallow, std::move(create), plan, creates);
     add_send(node, Delivery::Swallow, rollback ? query_message("ROLLBACK") : out + std::string(kSync), plan);
+    start_.at = batch_start;
 }
 
 // A Close of a statement reaches every node where it exists, so the name can be parsed again.

@@ -90,10 +90,17 @@ public:
     bool lost(int node) const { return node >= 0 && node < shm::kMaxNodes && lost_.test(size_t(node)); }
 
 private:
+    // The transaction as a send finds it: a node joining it gets BEGIN and the first `transaction_log` entries.
+    struct TxPoint {
+        bool in_transaction = false;
+        size_t transaction_log = 0;
+    };
     // One statement that runs in an extended-protocol batch: a Bind and the Executes of its portal.
     struct Run {
+        TxPoint at;                  // the transaction as this run found it
         std::shared_ptr<const parser::Classification> cls;
         const PreparedStatement* statement = nullptr;  // null: unknown name (the node reports the error)
+        std::shared_ptr<PreparedStatement> own;  // a copy, when a run of the batch erases it from the model
         std::string name;            // the statement's name
         std::string_view portal;     // into batch_
         std::string_view sql;        // the statement's text (into batch_ or the model, else owned_sql)
@@ -110,8 +117,9 @@ private:
     // the replay logs they have seen, and which nodes this plan has already brought up to date.
     struct PlanStart {
         NodeSet used;
-        size_t settings = 0, transaction_log = 0;
+        size_t settings = 0;
         bool in_transaction = false;
+        TxPoint at;                  // what add_send joins nodes to: the batch's start, or a fan-out run's
         NodeSet prepared;            // nodes given replay / join in this plan
         NodeSet idle;                // nodes outside any transaction (or not connected)
     };

@@ -452,7 +452,9 @@ RouteDecision route_prepared(const PreparedStatement& st, const SessionModel& st
         d.reason = "execute follows prepare";
     }
     d.reprepare = d.node >= 0 && !st.nodes.test(static_cast<size_t>(d.node));
-    d.prepared = &st;
+    // A protocol statement whose text is an EXECUTE names the SQL PREPARE it runs: that one must
+    // exist where it goes (the protocol statement itself is the dispatcher's to create).
+    if (!d.prepared || st.sql_level) d.prepared = &st;
     return d;
 }
 

@@ -187,6 +187,10 @@ bool note_transaction_end(SessionModel& s, const Classification& cls) {
 
 }  // namespace
 
+bool forgets_statements(const Classification& cls) {
+    return cls.kind == Kind::Deallocate || cls.kind == Kind::DeallocateAll || cls.kind == Kind::DiscardAll;
+}
+
 bool is_session_setting(const Classification& cls) {
     if (cls.splitpool_setting) return false;
     switch (cls.kind) {

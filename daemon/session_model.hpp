@@ -70,6 +70,9 @@ struct SessionModel {
     static constexpr size_t kMaxSettings = 256;
 };
 
+// The statement erases prepared statements from the model (DEALLOCATE, DEALLOCATE ALL, DISCARD ALL).
+bool forgets_statements(const parser::Classification& cls);
+
 // What `statement` needs replayed (its own bytes passed to note_statement): session settings.
 bool is_session_setting(const parser::Classification& cls);
 

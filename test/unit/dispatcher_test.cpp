@@ -253,6 +253,14 @@ const Row kRows[] = {
     {"", "Q:BEGIN|Q:SELECT 1|!E1|Q:SELECT 2", "1F[Q(SELECT 2)]", "tx"},
     {"", "Q:BEGIN|Q:SELECT 1|!E1|Q:COMMIT", "0s[Q(ROLLBACK)] 1F[Q(COMMIT)]", ""},
     {"", "Q:BEGIN|Q:SELECT 1|!E1|P::COMMIT|B::|E:|S", "1F[P() B(,) E S] 0s[Q(ROLLBACK)]", ""},
+    // a node joins the transaction as the run it gets finds it, not as the batch began
+    {"", "Q:SELECT 1|Q:BEGIN|Q:INSERT INTO t VALUES (1)|P::COMMIT|B::|E:|P::SET a.b = 1|B::|E:|P::BEGIN|B::|E:|S",
+     "0F[P() B(,) E P() B(,) E P() B(,) E S] 1s[P() B(,) E S]", "tx"},
+    {"", "Q:SELECT 1|P::BEGIN|B::|E:|P::SET LOCAL a.b = 1|B::|E:|P::INSERT INTO t VALUES (1)|B::|E:|S",
+     "0F[P() B(,) E P() B(,) E P() B(,) E S] 1s[Q(BEGIN)] 1s[P() B(,) E S]", "tx+written"},
+    {"", "Q:BEGIN|Q:SELECT 1|Q:SELECT 2|Q:BEGIN|Q:COMMIT", "0F[Q(COMMIT)] 1s[Q(COMMIT)]", ""},
+    // a prepared DISCARD ALL bound later: the nodes lacking it get it first, though it forgets itself
+    {"", "Q:SELECT 1|P:d:DISCARD ALL|D:S:d|S|B::d|E:|S", "0F[B(,d) E S] 1s[P(d) S] 1s[B(,d) E S]", "statements=0"},
     // a Query after a Flush-ended batch closes it first (asyncpg)
     {"", "P:a:SELECT 1|D:S:a|H", "1F[P(a) D H]", ""},
     {"", "P:a:SELECT 1|D:S:a|H|Q:INSERT INTO t VALUES (1)", "1s[S] 0F[Q(INSERT INTO t VALUES (1))]", ""},

@@ -403,9 +403,32 @@ void Dispatcher::plan_batch(bool sync, const std::vector<NodeView>& nodes, Plan&
     begin_plan(nodes);
     collect_runs();
     int main = choose_main(nodes);
+    if (sync && answer_aborted_batch(main, nodes, plan)) return;
     route_runs(nodes, main);
     send_batch(sync, main, nodes, plan);
     finish_batch(sync, main);
+}
+
+// Inside a failed transaction the batch goes to the failed node; when that node lacks a statement
+// the batch binds, creating it there would fail too: PostgreSQL's own answer is given instead (the
+// first message of the batch fails with 25P02, the rest is skipped up to the Sync).
+bool Dispatcher::answer_aborted_batch(int main, const std::vector<NodeView>& nodes, Plan& plan) {
+    if (failed_node(nodes) != main) return false;
+    bool missing = false;
+    for (const Run& r : runs_) {
+        if (r.decision.ends_transaction) return false;
+        missing = missing || (r.statement && r.parse_msg < 0 && !r.statement->nodes.test(size_t(main)));
+    }
+    if (!missing) return false;
+    proto::put_error(plan.client_reply, "ERROR", "25P02",
+                     "current transaction is aborted, commands ignored until end of transaction block");
+    proto::put_ready_for_query(plan.client_reply, 'E');
+    for (const auto& [name, index] : parsed_) model_.statements.erase(name);  // those Parses failed too
+    batch_.clear();
+    batch_msgs_.clear();
+    runs_.clear();
+    parsed_.clear();
+    return true;
 }
 
 // Pass 1: Parses create statements (they run nowhere yet); each Bind becomes a run with a first

@@ -128,6 +128,7 @@ private:
     void plan_batch(bool sync, const std::vector<NodeView>& nodes, Plan& plan);
     void collect_runs();
     int choose_main(const std::vector<NodeView>& nodes);
+    bool answer_aborted_batch(int main, const std::vector<NodeView>& nodes, Plan& plan);
     void route_runs(const std::vector<NodeView>& nodes, int main);
     void send_batch(bool sync, int main, const std::vector<NodeView>& nodes, Plan& plan);
     std::string creates_for(int node, bool all_runs, int* count) const;

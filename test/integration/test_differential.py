@@ -27,10 +27,11 @@ SESSIONS = int(os.environ.get("SPLITPOOL_DIFF_SESSIONS", "300"))  # per protocol
 MAX_SECONDS = float(os.environ.get("SPLITPOOL_DIFF_MAX_SECONDS", str(max(60.0, SESSIONS * 0.4))))
 SELF_CHECK_SESSIONS = 40
 
-# Open (routing-state issue): with Flush-ended pipeline batches and statement-level balancing, a
-# setting fanned out inside the pipeline's transaction can leave a standby in a transaction that
-# the pipeline's COMMIT does not reach; seed 20261201 shows it once in 150 sessions (session 120).
-KNOWN_FAILING = {("pipeline", "transaction"): "known: pipeline + statement-level balancing, see comment"}
+# Open (routing-state issue): a SET in an extended-protocol batch whose later statement fails is
+# undone on the batch's node (the implicit transaction rolls back) but has already run, and been
+# kept, on the other nodes the SET fans out to; seed 20261201 shows it once in 150 pipeline sessions
+# (session 119: SET application_name, then EXECUTE of an unknown statement, in one batch).
+KNOWN_FAILING = {("pipeline", "transaction"): "known: a SET undone by a later error in its batch stays on the other nodes"}
 
 CONFIGS = {
     "always": {"disable_load_balance_on_write": "always"},

@@ -54,19 +54,6 @@ bool is_fatal(const char* body, size_t size) {
     return false;
 }
 
-// Writes as much as the socket takes; false on a broken socket.
-bool write_some(io::Stream s, std::string& out) {
-    while (!out.empty()) {
-        ssize_t n = s.write_some(out.data(), out.size());
-        if (n > 0) {
-            out.erase(0, size_t(n));
-            continue;
-        }
-        if (n < 0 && errno == EINTR) continue;
-        return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
-    }
-    return true;
-}
 
 }  // namespace
 
@@ -284,12 +271,16 @@ bool Relay::ensure_connected(int node) {
         finish(RelayEnd::BackendFailed);
         return false;
     }
+    watch_node(node);
+    return true;  // the session's settings reach it with its first plan (Dispatcher::add_send)
+}
+
+void Relay::watch_node(int node) {
     NodeIo& n = nodes_[size_t(node)];
     BackendConn* c = ctx_.set.conn(node);
     ev_io_set(&n.read_watcher, c->fd, EV_READ);
     ev_io_set(&n.write_watcher, c->fd, EV_WRITE);
     ev_io_start(ctx_.loop, &n.read_watcher);
-    return true;  // the session's settings reach it with its first plan (Dispatcher::add_send)
 }
 
 // log_per_node_statement / notice_per_node_statement: every statement with the node that runs it.
@@ -353,7 +344,7 @@ bool Relay::queue_to_node(int node, const char* data, size_t size) {
 bool Relay::flush_node(NodeIo& n) {
     BackendConn* c = ctx_.set.conn(n.node);
     if (!c) return true;  // a lost standby
-    if (!write_some(c->stream(), n.out)) {
+    if (!io::write_available(c->stream(), n.out)) {
         if (standby(n.node)) return lose_node(n.node), !done_;
         fail_client(proto::sqlstate::kConnectionFailure,
                     "lost connection to database node " + std::to_string(n.node));
@@ -368,7 +359,7 @@ bool Relay::flush_node(NodeIo& n) {
 }
 
 bool Relay::flush_client() {
-    if (!write_some(ctx_.client, client_out_)) {
+    if (!io::write_available(ctx_.client, client_out_)) {
         client_out_.clear();
         finish(RelayEnd::ClientClosed);
         return false;
@@ -574,11 +565,7 @@ bool Relay::connect_standby(int node, std::string& error) {
         ctx_.dispatcher.node_lost(node);
         return false;
     }
-    NodeIo& n = nodes_[size_t(node)];
-    BackendConn* c = ctx_.set.conn(node);
-    ev_io_set(&n.read_watcher, c->fd, EV_READ);
-    ev_io_set(&n.write_watcher, c->fd, EV_WRITE);
-    ev_io_start(ctx_.loop, &n.read_watcher);
+    watch_node(node);
     return true;
 }
 

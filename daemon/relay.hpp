@@ -106,6 +106,7 @@ private:
     void record_duration(int64_t us);
     bool standby(int node) const;
     bool connect_standby(int node, std::string& error);
+    void watch_node(int node);  // starts reading a newly connected node
     bool reroute(Send& send);
     bool redo_on_primary(std::string prepare, std::string bytes);
     void abort_transaction(int node);

@@ -78,19 +78,6 @@ bool pump(io::Stream from, std::string& to, size_t limit) {
     return true;
 }
 
-// Writes what the socket takes; false on a broken socket.
-bool drain(io::Stream to, std::string& out) {
-    while (!out.empty()) {
-        ssize_t n = to.write_some(out.data(), out.size());
-        if (n > 0) {
-            out.erase(0, size_t(n));
-            continue;
-        }
-        if (n < 0 && errno == EINTR) continue;
-        return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
-    }
-    return true;
-}
 
 class Session {
 public:
@@ -467,7 +454,7 @@ void Session::pipe_replication() {
             io::write_all(client_, down, io::deadline_after_ms(1000));  // the node's last words (often a FATAL)
             return;
         }
-        if (!drain(node, up) || !drain(client, down)) return;
+        if (!io::write_available(node, up) || !io::write_available(client, down)) return;
     }
 }
 

@@ -165,6 +165,19 @@ IoStatus read_more(Stream s, Buffer& buf, Deadline deadline, const volatile int*
     }
 }
 
+bool write_available(Stream s, std::string& out) {
+    while (!out.empty()) {
+        ssize_t n = s.write_some(out.data(), out.size());
+        if (n > 0) {
+            out.erase(0, size_t(n));
+            continue;
+        }
+        if (n < 0 && errno == EINTR) continue;
+        return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
+    }
+    return true;
+}
+
 IoStatus write_all(Stream s, const char* data, size_t size, Deadline deadline) {
     while (size > 0) {
         ssize_t n = s.write_some(data, size);

@@ -42,6 +42,9 @@ IoStatus write_all(Stream s, const char* data, size_t size, Deadline deadline);
 inline IoStatus write_all(Stream s, const std::string& data, Deadline deadline) {
     return write_all(s, data.data(), data.size(), deadline);
 }
+// Writes as much of `out` as a non-blocking socket takes now, erasing what was written; false on a
+// broken socket.
+bool write_available(Stream s, std::string& out);
 // Reads until one whole typed message is buffered; `frame` then points into `buf`.
 IoStatus read_frame(Stream s, Buffer& buf, proto::Frame& frame, uint32_t max_length, Deadline deadline,
                     const volatile int* interrupted = nullptr);

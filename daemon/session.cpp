@@ -21,7 +21,6 @@
 namespace splitpool::daemon {
 namespace {
 
-constexpr uint32_t kMaxPasswordMessage = 1024;
 
 int primary_node(const SessionContext& ctx) {
     int primary = ctx.table.header().primary_node.load(std::memory_order_relaxed);

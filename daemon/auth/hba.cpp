@@ -216,6 +216,10 @@ bool parse_address(const std::vector<Field>& fields, size_t& idx, HbaRule& rule,
     if (rule.address != HbaAddress::Mask) return true;
     size_t slash = tok.text.find('/');
     std::string host = tok.text.substr(0, slash);
+    if (host.empty()) {  // "" (or "/24"): neither an address nor a host name
+        diag.error("invalid IP address \"" + tok.text + "\": empty host address");
+        return false;
+    }
     int rc = numeric_address(host, rule.addr);
     if (rc == EAI_NONAME) {
         if (slash != std::string::npos) {

@@ -18,7 +18,15 @@ CXXFLAGS := -std=c++20 -O2 -g -Wall -Wextra -Wno-missing-field-initializers -MMD
 ifeq ($(WERROR),1)
 CXXFLAGS += -Werror
 endif
-LDLIBS   := -lev -lssl -lcrypto -lpg_query -ltomlplusplus -lrt -lpthread
+# SANITIZE=1: everything built with AddressSanitizer and UBSan into build/san and bin/san; `make
+# check SANITIZE=1` runs the unit tests and the integration tests against those binaries.
+ifeq ($(SANITIZE),1)
+BUILD    := build/san
+BIN      := bin/san
+CXXFLAGS += -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
+SAN_LDFLAGS := -fsanitize=address,undefined
+endif
+LDLIBS   := $(SAN_LDFLAGS) -lev -lssl -lcrypto -lpg_query -ltomlplusplus -lrt -lpthread
 
 ifeq ($(V),1)
 Q :=
@@ -175,10 +183,20 @@ unit: deps $(UNIT_BIN)
 integration: all
 	$(Q)scripts/run-integration.sh
 
-check: deps $(PROGRAMS) $(UNIT_BIN) $(FUZZ_BINS)
+# With SANITIZE=1 the fuzz step is left out (the fuzzers are sanitized builds of their own) and the
+# integration tests run the sanitized daemon; leak reports of forked processes are left out.
+ifeq ($(SANITIZE),1)
+CHECK_FUZZ :=
+INTEGRATION_ENV := SPLITPOOL_BIN=$(CURDIR)/$(BIN)/splitpool ASAN_OPTIONS=detect_leaks=0:abort_on_error=1
+else
+CHECK_FUZZ := $(FUZZ_BINS)
+INTEGRATION_ENV :=
+endif
+
+check: deps $(PROGRAMS) $(UNIT_BIN) $(CHECK_FUZZ)
 	$(Q)$(UNIT_BIN)
-	$(Q)FUZZ_SECONDS=$(FUZZ_SECONDS) scripts/fuzz.sh $(FUZZ_TARGETS)
-	$(Q)scripts/run-integration.sh
+	$(if $(CHECK_FUZZ),$(Q)FUZZ_SECONDS=$(FUZZ_SECONDS) scripts/fuzz.sh $(FUZZ_TARGETS))
+	$(Q)$(INTEGRATION_ENV) scripts/run-integration.sh
 
 demo: all
 	$(Q)scripts/demo.sh start

@@ -124,10 +124,9 @@ shm::NodeSnapshot Dispatcher::snapshot() const {
 void Dispatcher::node_lost(int node) {
     if (node < 0 || node >= shm::kMaxNodes || node == primary_) return;
     lost_.set(size_t(node));
+    forget_node(model_, node);
     int64_t backoff_ms = std::max(1000, ctx_.config.health_check_retry_delay * 1000);
     ctx_.table.node(node).unreachable_until_ms.store(io::now_ms() + backoff_ms, std::memory_order_relaxed);
-    model_.session_nodes.reset(size_t(node));
-    model_.transaction_nodes.reset(size_t(node));
     for (auto& [name, st] : model_.statements) {
         st.nodes.reset(size_t(node));
         if (st.home == node) st.home = -1;
@@ -139,8 +138,6 @@ void Dispatcher::node_lost(int node) {
 }
 
 void Dispatcher::begin_plan(const std::vector<NodeView>& nodes) {
-    start_.used = model_.session_nodes;
-    start_.settings = model_.settings.size();
     start_.in_transaction = model_.in_transaction;  // as the client's ReadyForQuery messages said
     start_.at = {model_.in_transaction, model_.transaction_log.size()};
     start_.prepared.reset();
@@ -149,8 +146,8 @@ void Dispatcher::begin_plan(const std::vector<NodeView>& nodes) {
         start_.idle.set(i, !nodes[i].connected || nodes[i].tx_status == 'I');
 }
 
-// Before a node's first bytes in a plan: the session's settings when the session has not used it
-// yet (a pooled or newly connected node), then, inside a transaction it has not joined, the
+// Before a node's first bytes in a plan: the session's settings it has not seen (all of them for a
+// pooled or newly connected node), then, inside a transaction it has not joined, the
 // transaction's BEGIN, savepoints and settings, so it behaves like every other node of the session.
 void Dispatcher::add_send(int node, Delivery delivery, std::string bytes, Plan& plan, int ready_count) {
     if (node >= 0 && node < shm::kMaxNodes && !start_.prepared.test(size_t(node))) {
@@ -164,17 +161,18 @@ void Dispatcher::add_send(int node, Delivery delivery, std::string bytes, Plan& 
             prefix = query_message("ROLLBACK");
             ready = 1;
         }
-        if (!start_.used.test(size_t(node))) {
-            int replayed = 0;
-            prefix += replay_bytes(model_, start_.settings, &replayed);
-            ready += replayed;
-        }
+        int replayed = 0;
+        prefix += replay_bytes(model_, node, &replayed);
+        ready += replayed;
         bool joined = false;
         for (const Send& s : plan.sends) joined = joined || s.node == node;
         if (start_.at.in_transaction && !joined && start_.idle.test(size_t(node))) {
             int join = 0;
             prefix += join_transaction_bytes(model_, start_.at.transaction_log, &join);
             ready += join;
+            // Whatever the send is for, the node is in the transaction now: its later settings,
+            // savepoints and its end reach it.
+            if (model_.in_transaction) model_.transaction_nodes.set(size_t(node));
         }
         if (ready > 0) {
             Send s{node, Delivery::Swallow, std::move(prefix)};
@@ -189,10 +187,17 @@ void Dispatcher::add_send(int node, Delivery delivery, std::string bytes, Plan& 
 }
 
 // Inside a failed transaction every statement goes to the failed node, which answers 25P02 as
-// PostgreSQL would; COMMIT and ROLLBACK still end the transaction on every node (as ROLLBACK).
-RouteDecision Dispatcher::on_failed_node(RouteDecision d, const std::vector<NodeView>& nodes) const {
+// PostgreSQL would; COMMIT and ROLLBACK still end the transaction on every node (as ROLLBACK), and
+// ROLLBACK TO a savepoint recovers it on every node.
+RouteDecision Dispatcher::on_failed_node(RouteDecision d, const Classification& cls, const std::vector<NodeView>& nodes) const {
     int failed = failed_node(nodes);
     if (failed < 0) return d;
+    bool recovers = cls.kind == Kind::RollbackToSavepoint && d.target == Target::Transaction;
+    if (recovers) {
+        d.nodes.set(size_t(failed));
+        d.node = failed;
+        return d;
+    }
     if (!d.ends_transaction) d.nodes.reset();
     d.nodes.set(size_t(failed));
     d.node = failed;
@@ -273,7 +278,7 @@ void Dispatcher::plan_query(std::string_view sql, const char* msg, size_t size, 
         return;
     }
     std::shared_ptr<const Classification> cls = ctx_.cache.lookup_shared(sql);
-    RouteDecision d = on_failed_node(decide(*cls, sql, nullptr), nodes);
+    RouteDecision d = on_failed_node(decide(*cls, sql, nullptr), *cls, nodes);
     if (d.target == Target::Local) {  // SET/SHOW splitpool.*: our own setting
         if (cls->kind != Kind::Show) model_.force_primary = cls->kind == Kind::Set && cls->set.value == "primary";
         proto::Writer(plan.client_reply).begin('C').cstr(cls->kind == Kind::Show ? "SHOW" : "SET").finish();
@@ -477,7 +482,14 @@ void Dispatcher::collect_runs() {
 }
 
 int Dispatcher::choose_main(const std::vector<NodeView>& nodes) {
-    if (int failed = failed_node(nodes); failed >= 0) return failed;
+    // In a failed transaction the failed node answers, unless the batch begins with ROLLBACK (TO)
+    // (psycopg's pipeline: ROLLBACK, then the next statements), which every node of the
+    // transaction gets. A COMMIT stays on the failed node: elsewhere it would commit.
+    const Run* opening = nullptr;
+    for (const Run& r : runs_)
+        if (!opening && r.statement) opening = &r;
+    bool recovers = opening && (opening->cls->kind == Kind::Rollback || opening->cls->kind == Kind::RollbackToSavepoint);
+    if (int failed = failed_node(nodes); failed >= 0 && !recovers) return failed;
     if (pinned_node_ >= 0) return pinned_node_;
     if (existing_portal_node_ >= 0) return existing_portal_node_;
     int first = -1;
@@ -498,10 +510,16 @@ int Dispatcher::choose_main(const std::vector<NodeView>& nodes) {
 // Pass 2: each run routed again in order, as the statements before it in the batch left the
 // model, held to the main node (a read in a batch that writes runs on the primary), and noted.
 void Dispatcher::route_runs(const std::vector<NodeView>& nodes, int main) {
+    bool recovered = false;
     for (Run& r : runs_) {
         if (!r.statement) continue;
         // A statement parsed in this batch exists nowhere else: it is routed as its text alone.
-        RouteDecision d = on_failed_node(decide(*r.cls, r.sql, r.parse_msg >= 0 ? nullptr : r.statement), nodes);
+        // A batch of one run (pgbench -M prepared: Bind, Execute, Sync) finds the model as pass 1
+        // did, so pass 1's decision stands; routing it again would cost the hot path a second time.
+        RouteDecision d = runs_.size() == 1 ? r.decision : decide(*r.cls, r.sql, r.parse_msg >= 0 ? nullptr : r.statement);
+        if (!recovered) d = on_failed_node(d, *r.cls, nodes);
+        // After a ROLLBACK (TO) the rest of the batch runs as in a healthy session.
+        recovered = recovered || r.cls->kind == Kind::Rollback || r.cls->kind == Kind::RollbackToSavepoint;
         if (d.prepared && d.prepared != r.statement) {  // as it is before this run changes the model
             r.prepared_create = d.prepared->create + (d.prepared->sql_level ? "" : std::string(kSync));
             r.prepared_on = d.prepared->nodes;
@@ -521,7 +539,7 @@ void Dispatcher::route_runs(const std::vector<NodeView>& nodes, int main) {
                 }
         std::string replay;
         bool everywhere = d.target == Target::Session || d.target == Target::Transaction;
-        if (everywhere && is_session_setting(*r.cls)) replay = replay_of_bind(*r.statement, r.bind);
+        if (everywhere && is_session_setting(*r.cls)) replay = replay_of_bind(r);
         if (r.statement->sql_level) {  // a SQL PREPARE bound over the protocol: note what it runs
             Classification inner = *r.cls;
             inner.kind = inner.inner;
@@ -693,8 +711,10 @@ std::string_view Dispatcher::message_at(size_t index) const {
 
 // A setting made by a Bind, to replay on nodes that join later: the statement unnamed, bound to
 // the same parameters, executed and synced.
-std::string Dispatcher::replay_of_bind(const PreparedStatement& st, size_t bind) const {
-    if (st.sql_level || st.create.size() < 6) return {};
+std::string Dispatcher::replay_of_bind(const Run& run) const {
+    // The run's own Parse when the batch has one: the model's entry may hold a later Parse of the name.
+    std::string_view parse = run.parse_msg >= 0 ? message_at(size_t(run.parse_msg)) : std::string_view(run.statement->create);
+    if (run.statement->sql_level || parse.size() < 6) return {};
     auto rename = [](char type, std::string_view msg, int names) {
         proto::Reader r(msg.data() + 5, msg.size() - 5);
         for (int i = 0; i < names; ++i) r.cstr();
@@ -706,7 +726,7 @@ std::string Dispatcher::replay_of_bind(const PreparedStatement& st, size_t bind)
         w.bytes(msg.substr(rest)).finish();
         return out;
     };
-    std::string out = rename('P', st.create, 1) + rename('B', message_at(bind), 2);
+    std::string out = rename('P', parse, 1) + rename('B', message_at(run.bind), 2);
     proto::Writer(out).begin('E').cstr("").i32(0).finish();
     return out + std::string(kSync);
 }

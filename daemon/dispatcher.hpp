@@ -83,6 +83,8 @@ public:
     // Each ReadyForQuery the client sees: keeps the session model's transaction state exact and
     // publishes the writes of a finished transaction (read_your_writes_window).
     void note_ready(char status);
+    // An ErrorResponse reached the client (the settings of its batch did not stick).
+    void note_error() { daemon::note_error(model_); }
     const SessionModel& model() const { return model_; }
     // The session lost its connection to a standby: it goes on without it, and new sessions skip
     // the node for a while (it may be back: the next session tries again after the back-off).
@@ -113,11 +115,9 @@ private:
         std::string prepared_create;
         NodeSet prepared_on;
     };
-    // Where a plan starts from: which nodes already had statements of this session, how much of
-    // the replay logs they have seen, and which nodes this plan has already brought up to date.
+    // Where a plan starts from: the transaction as the client saw it, and which nodes this plan has
+    // already brought up to date.
     struct PlanStart {
-        NodeSet used;
-        size_t settings = 0;
         bool in_transaction = false;
         TxPoint at;                  // what add_send joins nodes to: the batch's start, or a fan-out run's
         NodeSet prepared;            // nodes given replay / join in this plan
@@ -145,9 +145,9 @@ private:
     void carry_out(const RouteDecision& d, const std::string& bytes, const std::vector<NodeView>& nodes, Plan& plan);
     void begin_plan(const std::vector<NodeView>& nodes);
     void add_send(int node, Delivery delivery, std::string bytes, Plan& plan, int ready_count = 1);
-    RouteDecision on_failed_node(RouteDecision d, const std::vector<NodeView>& nodes) const;
+    RouteDecision on_failed_node(RouteDecision d, const parser::Classification& cls, const std::vector<NodeView>& nodes) const;
     void answer_error(std::string_view sqlstate, const std::string& message, const std::vector<NodeView>& nodes, Plan& plan);
-    std::string replay_of_bind(const PreparedStatement& st, size_t bind) const;
+    std::string replay_of_bind(const Run& run) const;
 
     void apply_admin_overlay();
     const RoutingPolicy& policy() const { return session_policy_ ? *session_policy_ : ctx_.policy; }

@@ -530,6 +530,7 @@ void Relay::deliver(NodeIo& n, const char* data, size_t size, char type, const c
     Delivery d = delivery_for(n);
     if (type == 'Z' && u && u->swallow_ready) d = Delivery::Swallow;
     if (data && d == Delivery::Forward) client_out_.append(data, size);
+    if (type == 'E' && d == Delivery::Forward) ctx_.dispatcher.note_error();
     if (type == 'Z' && d == Delivery::Forward && body_size > 0) ctx_.dispatcher.note_ready(body[0]);
     if (type == 'E' && n.node < shm::kMaxNodes) ctx_.table.node(n.node).errors.fetch_add(1, std::memory_order_relaxed);
     if (d == Delivery::Swallow && type == 'E' && u)
@@ -616,6 +617,7 @@ void Relay::answer_lost_statement(int node, bool in_transaction) {
                      in_transaction ? "The transaction is aborted; after ROLLBACK the session goes on with the other nodes."
                                     : "The session goes on with the other nodes.");
     proto::put_ready_for_query(client_out_, in_transaction ? 'E' : 'I');
+    ctx_.dispatcher.note_error();
     ctx_.dispatcher.note_ready(in_transaction ? 'E' : 'I');
 }
 

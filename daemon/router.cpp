@@ -118,7 +118,9 @@ std::string_view transaction_rule(const SessionModel& s, const Classification& c
 std::string_view relation_rule(const SessionModel& s, const Classification& cls, const RoutingPolicy& p) {
     if (cls.system_catalog) return "system catalog";
     for (const std::string& r : cls.relations) {
-        if (p.check_temp_table == CheckTempTable::Trace && s.temp_tables.count(r)) return "temporary table";
+        // Created by this session: exact in both modes (the catalog cache is the child's and may
+        // know a permanent table of the same name, which the temporary one now hides).
+        if (p.check_temp_table != CheckTempTable::None && s.temp_tables.count(r)) return "temporary table";
         if (p.check_temp_table == CheckTempTable::Catalog && p.oracle && p.oracle->is_temp_table(r))
             return "temporary table";
         if (p.check_unlogged_table && p.oracle && p.oracle->is_unlogged_table(r)) return "unlogged table";
@@ -211,6 +213,19 @@ RouteDecision route_sql_prepared(const PreparedStatement& st, const SessionModel
 
 NodeSet session_set(const SessionModel& s) { return s.session_nodes | s.transaction_nodes; }
 
+// A session setting runs where the session is now: inside a transaction on the transaction's nodes
+// (a ROLLBACK undoes it there), else on the primary alone. Every other node of the session gets it
+// before its next statement (SessionModel::settings), once its ReadyForQuery showed it stuck, so a
+// SET that a later error in its batch undid never lingers on another node.
+RouteDecision to_setting_nodes(const SessionModel& s, const shm::NodeSnapshot& nodes, std::string_view reason) {
+    if (s.in_transaction && s.transaction_nodes.any()) {
+        RouteDecision d = to_set(Target::Transaction, s.transaction_nodes, nodes, reason, false);
+        if (d.target != Target::None) return d;
+    }
+    RouteDecision d = to_set(Target::Session, NodeSet{}, nodes, reason);
+    return d.target != Target::None ? d : to_set(Target::Session, session_set(s), nodes, reason);  // primary down
+}
+
 bool calls_other_writing_function(const Classification& cls, const RoutingPolicy& p) {
     for (const std::string& f : cls.functions)
         if (bare_name(f) != "set_config" && is_writing_function(f, p)) return true;
@@ -237,7 +252,9 @@ RouteDecision route_all_scope(const Classification& cls, const SessionModel& s, 
     case Kind::ReleaseSavepoint:
         if (!s.in_transaction) return to_primary(nodes, "transaction control outside a transaction");
         return to_set(Target::Transaction, s.transaction_nodes, nodes, "transaction control: every node of the transaction");
-    default: return to_set(Target::Session, session_set(s), nodes, "session setting: every node of the session");
+    default:
+        if (is_session_setting(cls)) return to_setting_nodes(s, nodes, "session setting: the session's node, others before their next use");
+        return to_set(Target::Session, session_set(s), nodes, "session-wide: every node of the session");
     }
 }
 
@@ -420,7 +437,7 @@ RouteDecision route(const Classification& cls, std::string_view sql, const Sessi
     default: break;
     }
     if (cls.calls_set_config && cls.load_balanceable && !calls_other_writing_function(cls, policy))
-        return to_set(Target::Session, session_set(state), nodes, "set_config: every node of the session");
+        return to_setting_nodes(state, nodes, "set_config: the session's node, others before their next use");
     switch (cls.scope) {
     case Scope::All: return route_all_scope(cls, state, nodes);
     case Scope::Either:

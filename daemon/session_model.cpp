@@ -43,9 +43,9 @@ void begin_transaction(SessionModel& s, const parser::TxnOptions& options, const
 
 // Appends to the session's settings: a later SET/RESET of the same name replaces the earlier one,
 // RESET ALL replaces every SET, so the log stays as short as what it replays.
-void add_setting(SessionModel& s, ReplayEntry entry, bool reset_all) {
+void add_setting(SessionModel& s, ReplayEntry entry) {
     auto& log = s.settings;
-    if (reset_all) log.clear();
+    if (entry.reset_all) log.clear();
     if (!entry.setting.empty())
         log.erase(std::remove_if(log.begin(), log.end(), [&](const ReplayEntry& e) { return e.setting == entry.setting; }),
                   log.end());
@@ -53,12 +53,28 @@ void add_setting(SessionModel& s, ReplayEntry entry, bool reset_all) {
         s.settings_overflow = true;  // a node joining now could miss a setting: stay on the primary
         return;
     }
+    entry.seq = ++s.settings_seq;
     log.push_back(std::move(entry));
+}
+
+// The ReadyForQuery after settings ran: without an error they are in force, and the nodes that ran
+// them (and had every earlier one) need no replay of them; with one, PostgreSQL rolled them back.
+void settle_settings(SessionModel& s) {
+    if (!s.error_since_ready) {
+        uint64_t before = s.settings_seq;
+        for (ReplayEntry& e : s.pending_settings) add_setting(s, std::move(e));
+        for (size_t n = 0; n < s.node_settings.size(); ++n)
+            if (s.pending_nodes.test(n) && s.node_settings[n] >= before) s.node_settings[n] = s.settings_seq;
+    }
+    s.pending_settings.clear();
+    s.pending_nodes.reset();
+    s.error_since_ready = false;
 }
 
 void commit_transaction_settings(SessionModel& s) {
     for (ReplayEntry& e : s.transaction_log)
-        if (e.savepoint.empty() && e.session_level) add_setting(s, std::move(e), false);
+        if (e.savepoint.empty() && e.session_level) s.pending_settings.push_back(std::move(e));
+    s.pending_nodes |= s.transaction_nodes;
 }
 
 void note_savepoint(SessionModel& s, const Classification& cls) {
@@ -72,6 +88,7 @@ void note_savepoint(SessionModel& s, const Classification& cls) {
     size_t at = size_t(log.rend() - it) - 1;
     if (cls.kind == Kind::RollbackToSavepoint) {
         log.resize(at + 1);  // keeps the savepoint itself; transaction_written stays set
+        s.transaction_failed = false;  // recovered (its ReadyForQuery says 'E' again if it failed)
         return;
     }
     // RELEASE drops the savepoint and the later ones; settings made after them stay in force.
@@ -101,17 +118,22 @@ void note_setting_flags(SessionModel& s, const Classification& cls) {
     }
 }
 
-// A setting that reached every node of the session goes to the transaction log while a transaction
-// is open (a joining node needs it and a ROLLBACK undoes it), else straight to the session's settings.
-// One that only the primary may take (SET transaction_read_only = off) is not replayed on standbys.
+// A setting goes to the transaction log while a transaction is open (a joining node needs it and a
+// ROLLBACK undoes it), else it waits for its ReadyForQuery (settle_settings). Other nodes of the
+// session get it before their next statement. One that only the primary may take (SET
+// transaction_read_only = off) is not replayed on standbys.
 void note_replay(SessionModel& s, const Classification& cls, const RouteDecision& d, std::string_view replay) {
     bool everywhere = d.target == Target::Session || d.target == Target::Transaction;
     if (replay.empty() || !everywhere || !is_session_setting(cls)) return;
     bool is_set = cls.kind == Kind::Set || cls.kind == Kind::Reset;
     ReplayEntry e{std::string(replay), {}, is_set && !cls.set.reset_all ? cls.set.name : std::string(),
-                  !(is_set && cls.set.is_local)};
-    if (s.in_transaction) s.transaction_log.push_back(std::move(e));
-    else if (e.session_level) add_setting(s, std::move(e), cls.kind == Kind::Reset && cls.set.reset_all);
+                  !(is_set && cls.set.is_local), cls.kind == Kind::Reset && cls.set.reset_all};
+    if (s.in_transaction) {
+        s.transaction_log.push_back(std::move(e));
+    } else if (e.session_level) {
+        s.pending_settings.push_back(std::move(e));
+        s.pending_nodes |= d.nodes;
+    }
 }
 
 void forget_statements(SessionModel& s) {
@@ -152,6 +174,7 @@ void note_session_objects(SessionModel& s, const Classification& cls) {
         s.listening.clear();
         forget_statements(s);
         s.settings.clear();
+        s.pending_settings.clear();
         s.settings_overflow = false;
         s.force_primary = false;
         s.default_serializable = false;
@@ -210,6 +233,8 @@ void note_statement(SessionModel& s, const Classification& cls, std::string_view
         return;
     }
     if (note_transaction_end(s, cls)) return;
+    // A failed transaction refuses everything but its end and ROLLBACK TO: nothing else takes effect.
+    if (s.transaction_failed && cls.kind != Kind::RollbackToSavepoint) return;
     if (cls.kind == Kind::Savepoint || cls.kind == Kind::RollbackToSavepoint || cls.kind == Kind::ReleaseSavepoint)
         if (s.in_transaction) note_savepoint(s, cls);
     if (cls.kind == Kind::Set || cls.kind == Kind::Reset) note_setting_flags(s, cls);
@@ -221,6 +246,7 @@ void note_statement(SessionModel& s, const Classification& cls, std::string_view
 }
 
 void note_transaction_status(SessionModel& s, char status, bool last_was_multi) {
+    settle_settings(s);
     if (status == 'I') {
         if (s.in_transaction || !s.portals.empty()) end_transaction(s);
         return;
@@ -230,7 +256,17 @@ void note_transaction_status(SessionModel& s, char status, bool last_was_multi) 
         s.in_transaction = true;
         s.started_by_multi_statement = last_was_multi;
     }
-    if (status == 'E') s.transaction_failed = true;
+    s.transaction_failed = status == 'E';  // 'T' after ROLLBACK TO: recovered
+}
+
+void note_error(SessionModel& s) { s.error_since_ready = true; }
+
+void forget_node(SessionModel& s, int node) {
+    if (node < 0 || node >= int(s.node_settings.size())) return;
+    s.node_settings[size_t(node)] = 0;
+    s.session_nodes.reset(size_t(node));
+    s.transaction_nodes.reset(size_t(node));
+    s.pending_nodes.reset(size_t(node));
 }
 
 void note_parse(SessionModel& s, std::string name, std::string_view sql, std::string parse_message,
@@ -267,11 +303,14 @@ std::string join_transaction_bytes(const SessionModel& s, size_t log_entries, in
     return out;
 }
 
-std::string replay_bytes(const SessionModel& s, size_t entries, int* ready) {
+std::string replay_bytes(SessionModel& s, int node, int* ready) {
     std::string out;
     *ready = 0;
-    entries = std::min(entries, s.settings.size());
-    for (size_t i = 0; i < entries; ++i, ++*ready) out += s.settings[i].bytes;
+    if (node < 0 || node >= int(s.node_settings.size())) return out;
+    uint64_t& seen = s.node_settings[size_t(node)];
+    for (const ReplayEntry& e : s.settings)
+        if (e.seq > seen) out += e.bytes, ++*ready;
+    seen = s.settings_seq;
     return out;
 }
 

@@ -2,6 +2,8 @@
 // place the router reads and that changes when a statement runs (never when it is only parsed).
 #pragma once
 
+#include <array>
+#include <cstdint>
 #include <map>
 #include <memory>
 #include <optional>
@@ -35,6 +37,8 @@ struct ReplayEntry {
     std::string savepoint;            // SAVEPOINT entries of the transaction log: the name
     std::string setting;              // SET/RESET: the lowercased name (a later SET of it replaces this entry)
     bool session_level = true;        // survives the transaction's COMMIT (SET LOCAL does not)
+    bool reset_all = false;           // RESET ALL: replaces every earlier setting
+    uint64_t seq = 0;                 // session settings: its place in the session's history
 };
 
 struct SessionModel {
@@ -61,7 +65,16 @@ struct SessionModel {
     bool default_serializable = false;    // default_transaction_isolation / SESSION CHARACTERISTICS
     bool force_primary = false;           // SET splitpool.route = primary
     bool settings_overflow = false;       // more settings than kMaxSettings: reads stay on the primary
-    std::vector<ReplayEntry> settings;    // session settings, replayed on a node before its first statement
+    // Session settings in force, each with a sequence number; a node has those up to its watermark
+    // and gets the newer ones before its next statement. A setting joins `settings` only once the
+    // ReadyForQuery that ends its statement's implicit transaction (or its COMMIT) arrives without
+    // an error: PostgreSQL undoes a SET that a later error in the same batch rolls back.
+    std::vector<ReplayEntry> settings;
+    uint64_t settings_seq = 0;            // seq of the newest setting (0: none yet)
+    std::array<uint64_t, shm::kMaxNodes> node_settings{};  // per node: settings seen up to this seq
+    std::vector<ReplayEntry> pending_settings;  // ran, not yet confirmed by a ReadyForQuery
+    NodeSet pending_nodes;                // the nodes that ran them
+    bool error_since_ready = false;       // an ErrorResponse reached the client since the last ReadyForQuery
     std::set<std::string> temp_tables;    // check_temp_table = trace: CREATE TEMP TABLE names
     std::set<std::string> listening;      // LISTEN channels (on the primary)
     std::map<std::string, PreparedStatement> statements;  // by name ("" = unnamed)
@@ -82,8 +95,13 @@ void note_statement(SessionModel& model, const parser::Classification& cls, std:
                     const RouteDecision& decision, const RoutingPolicy& policy, std::string_view replay = {});
 
 // At each ReadyForQuery the client sees: 'I' idle, 'T' in transaction, 'E' failed. Catches
-// transactions begun or ended inside multi-statement strings, and failures.
+// transactions begun or ended inside multi-statement strings, and failures; settles the pending
+// settings (kept unless an error came since the last ReadyForQuery).
 void note_transaction_status(SessionModel& model, char status, bool last_was_multi);
+// An ErrorResponse reached the client.
+void note_error(SessionModel& model);
+// The node's connection to the session is gone: a new one starts with no settings.
+void forget_node(SessionModel& model, int node);
 
 // A protocol Parse: creates (or replaces) a statement that exists nowhere yet.
 void note_parse(SessionModel& model, std::string name, std::string_view sql, std::string parse_message,
@@ -96,7 +114,7 @@ void note_close(SessionModel& model, char what, const std::string& name);
 // of the transaction log. `ready` gets the number of ReadyForQuery messages they produce.
 std::string join_transaction_bytes(const SessionModel& model, size_t log_entries, int* ready);
 std::vector<std::string> join_transaction_statements(const SessionModel& model);  // the same as SQL, for tests
-// The first `entries` session settings, for a node about to get its first statement of the session.
-std::string replay_bytes(const SessionModel& model, size_t entries, int* ready);
+// The session settings `node` has not seen yet, for its next statement (marks them seen).
+std::string replay_bytes(SessionModel& model, int node, int* ready);
 
 }  // namespace splitpool::daemon

@@ -298,7 +298,13 @@ class Generator:
             self.add("drop table dtmp")
             self.temp = False
         else:
-            # shadows a regular table: reads of dt_static must now go to the primary
+            # shadows a regular table: reads of dt_static must now go to the primary. A statement
+            # prepared before it sees the shadow only if PostgreSQL re-plans it, which it does when
+            # the backend's first temporary table changes its search path: that depends on the
+            # backend's history (a pooled one may have had temporary tables), so dq2 goes first.
+            if "dq2" in self.prepared:
+                self.add("deallocate dq2")
+                self.prepared.discard("dq2")
             self.add("create temp table dt_static(k int, v text)")
 
     def session(self):

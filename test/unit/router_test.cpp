@@ -233,8 +233,8 @@ const Row kRows[] = {
     {"", "", "SELECT myschema.nextval('s')", "node:1", ""},
     // set_config is a session setting: every node of the session, as SET (beyond pgpool)
     {"", "", "SELECT set_config('a', 'b', false)", "session:0", "set_config"},
-    {"", "SELECT 1", "SELECT set_config('a', 'b', false)", "session:0,1", "set_config"},
-    {"", "BEGIN|SELECT 1", "SELECT set_config('a', 'b', true)", "session:0,1", "set_config"},
+    {"", "SELECT 1", "SELECT set_config('a', 'b', false)", "session:0", "set_config"},
+    {"", "BEGIN|SELECT 1", "SELECT set_config('a', 'b', true)", "txn:0,1", "set_config"},
     {"", "", "SELECT set_config('a', 'b', false), nextval('s')", "primary", "writing function"},
     {"", "", "SELECT set_config('a', 'b', false) FROM pg_class", "session:0", "set_config"},
     // functions a standby refuses go to the primary without a failed try, whatever the lists say
@@ -306,7 +306,9 @@ const Row kRows[] = {
     {"trace", "CREATE TEMP TABLE tt (a int)|DISCARD ALL", "SELECT * FROM tt", "node:1", ""},
     {"trace", "CREATE TEMPORARY TABLE tt AS SELECT 1", "SELECT * FROM tt", "primary", "temporary table"},
     {"trace", "SELECT * INTO TEMP tt2 FROM t", "SELECT * FROM tt2", "primary", "temporary table"},
-    {"", "CREATE TEMP TABLE tt (a int)", "SELECT * FROM tt", "node:1", ""},
+    {"", "CREATE TEMP TABLE tt (a int)", "SELECT * FROM tt", "primary", "temporary table"},
+    {"oracle", "CREATE TEMP TABLE t (a int)", "SELECT * FROM t", "primary", "temporary table"},  // hides a permanent t
+    {"notemp", "CREATE TEMP TABLE tt (a int)", "SELECT * FROM tt", "node:1", ""},
     {"oracle", "", "SELECT * FROM tmp_cat", "primary", "temporary table"},
     {"oracle+notemp", "", "SELECT * FROM tmp_cat", "node:1", ""},
     {"oracle", "", "SELECT * FROM ulog", "primary", "unlogged table"},
@@ -419,7 +421,7 @@ const Row kRows[] = {
     {"stmt+seq", "SELECT 1", "SELECT 1", "node:2", "statement level"},
     {"seq", "", "SELECT 1", "node:0", "load balance"},
     {"seq", "SELECT 1", "SELECT 1", "node:0", "load balance"},
-    {"stmt+seq", "SELECT 1|SELECT 2", "SET x = 1", "session:0,1,2", ""},
+    {"stmt+seq", "SELECT 1|SELECT 2", "SET x = 1", "session:0", ""},
     {"n1down", "", "SELECT 1", "node:2", "load balance"},
     {"down1", "", "SELECT 1", "node:2", "re-chosen"},
     {"noprimary", "", "INSERT INTO t VALUES (1)", "none", "no usable primary"},
@@ -458,12 +460,14 @@ const Row kRows[] = {
     {"", "PREPARE p AS SELECT 1|SET splitpool.route = primary", "EXECUTE p", "primary+reprepare", "splitpool.route"},
     // session settings and our own splitpool.route
     {"", "", "SET search_path = a", "session:0", "session setting"},
-    {"", "SELECT 1", "SET search_path = a", "session:0,1", "session setting"},
-    {"", "SELECT 1", "RESET ALL", "session:0,1", ""},
-    {"", "SELECT 1", "RESET search_path", "session:0,1", ""},
+    {"", "SELECT 1", "SET search_path = a", "session:0", "session setting"},
+    {"", "SELECT 1|BEGIN", "SET search_path = a", "txn:0", "session setting"},  // node 1 is outside the transaction
+    {"", "SELECT 1|BEGIN|SELECT 2", "SET search_path = a", "txn:0,1", "session setting"},
+    {"", "SELECT 1", "RESET ALL", "session:0", ""},
+    {"", "SELECT 1", "RESET search_path", "session:0", ""},
     {"", "SELECT 1", "DISCARD ALL", "session:0,1", ""},
     {"", "SELECT 1", "DISCARD TEMP", "session:0,1", ""},
-    {"", "BEGIN|SELECT 1", "SET LOCAL x = 1", "session:0,1", ""},
+    {"", "BEGIN|SELECT 1", "SET LOCAL x = 1", "txn:0,1", ""},
     {"", "", "SET splitpool.route = primary", "local", "splitpool"},
     {"", "", "SHOW splitpool.route", "local", "splitpool"},
     {"", "SET splitpool.route = primary", "SELECT 1", "primary", "splitpool.route"},
@@ -564,7 +568,7 @@ TEST_CASE("describe reads well in a debug log") {
     CHECK(daemon::describe(w, dw, e.nodes) == "write → node 0 (primary, write)");
     auto s = parser::classify("SET x = 1");
     auto ds = daemon::route(s, "", e.state, e.nodes, e.policy, e.rng);
-    CHECK(daemon::describe(s, ds, e.nodes) == "set → nodes 0 (session setting: every node of the session)");
+    CHECK(daemon::describe(s, ds, e.nodes) == "set → nodes 0 (session setting: the session's node, others before their next use)");
 }
 
 TEST_CASE("policy parsers reject bad input") {

@@ -344,6 +344,86 @@ def test_set_in_a_rolled_back_transaction_is_undone(splitpool, cluster):
         assert one(c, "select /*+ primary */ current_setting('application_name')")[0] == "base"
 
 
+def test_set_undone_by_a_later_error_in_its_pipeline_stays_undone_everywhere(splitpool, cluster):
+    """Extended protocol, one Sync: PostgreSQL rolls back a SET when a later statement of the same
+    pipeline fails (and skips one after the failure). No node of the session may keep it."""
+    sp = splitpool_for(splitpool, cluster, statement_level_load_balance=True)
+    with pg3(sp.port) as c:
+        c.execute("set application_name = 'base'")
+        spread_reads(c)  # both standbys are in the session now
+        for statements in (["set application_name = 'before'", "select 1/0"],
+                           ["select 1/0", "set application_name = 'after'"]):
+            with pytest.raises(psycopg.errors.DivisionByZero):
+                with c.pipeline():
+                    for sql in statements:
+                        c.execute(sql)
+            seen = spread_reads(c)
+            assert set(seen) == set(standby_ports(cluster)), f"reads should reach both standbys: {seen}"
+            assert seen == {p: {"base"} for p in seen}, (statements, seen)
+            assert one(c, "select /*+ primary */ current_setting('application_name')")[0] == "base"
+
+
+def test_set_with_a_bad_value_changes_nothing_anywhere(splitpool, cluster):
+    sp = splitpool_for(splitpool, cluster, statement_level_load_balance=True)
+    with pg2(sp.port) as cur:
+        cur.execute("set statement_timeout = '7s'")
+        with pytest.raises(psycopg2.errors.InvalidParameterValue):
+            cur.execute("set statement_timeout = 'soon'")
+        seen = spread_reads(cur, name="statement_timeout")
+        assert set(seen) == set(standby_ports(cluster)), seen
+        assert seen == {p: {"7s"} for p in seen}, seen
+
+
+def test_set_in_a_transaction_reaches_nodes_outside_it_only_when_it_commits(splitpool, cluster):
+    """A standby the session used before the transaction, but that the transaction never touched,
+    must not keep a SET that the transaction rolled back, and must get one it committed."""
+    sp = splitpool_for(splitpool, cluster)  # session-level balancing: one standby for reads
+    with pg3(sp.port) as c:
+        c.execute("set application_name = 'base'")
+        standby = setting_and_port(c)[1]
+        assert standby in standby_ports(cluster)
+        for end, expected in (("rollback", "base"), ("commit", "kept")):
+            c.execute("begin")
+            c.execute("set application_name = 'kept'")
+            c.execute(end)
+            assert setting_and_port(c) == (expected, standby), end
+
+
+def test_pipeline_rollback_of_a_failed_transaction_then_a_write(splitpool, cluster):
+    """psycopg 3 pipeline: a transaction fails on a standby; ROLLBACK and a write in one pipeline.
+    The write must run (on the primary) as it does on PostgreSQL."""
+    make_table(cluster, "ss_pipe_rb", "id int")
+    sp = splitpool_for(splitpool, cluster)
+    with pg3(sp.port) as c:
+        c.execute("begin")
+        assert c.execute("select inet_server_port()").fetchone()[0] in standby_ports(cluster)
+        with pytest.raises(psycopg.errors.UndefinedTable):
+            c.execute("select * from ss_no_such_table")
+        with c.pipeline():
+            c.execute("rollback")
+            c.execute("insert into ss_pipe_rb values (1)")
+        assert node_value(cluster, 0, "select count(*) from ss_pipe_rb") == 1
+
+
+def test_rollback_to_savepoint_recovers_a_transaction_failed_on_every_node(splitpool, cluster):
+    """A statement that fails on every node of the transaction (RELEASE of an unknown savepoint);
+    ROLLBACK TO must recover all of them, so the transaction goes on and commits its write."""
+    make_table(cluster, "ss_sp_rec", "id int")
+    sp = splitpool_for(splitpool, cluster)
+    with pg3(sp.port) as c:
+        c.execute("begin")
+        c.execute("select 1")
+        c.execute("insert into ss_sp_rec values (1)")
+        c.execute("savepoint a")
+        with pytest.raises(psycopg.errors.InvalidSavepointSpecification):
+            c.execute("release b")
+        c.execute("rollback to savepoint a")
+        c.execute("insert into ss_sp_rec values (2)")
+        assert c.execute("select count(*) from ss_sp_rec").fetchone()[0] == 2
+        c.execute("commit")
+    assert node_value(cluster, 0, "select count(*) from ss_sp_rec") == 2
+
+
 # ----------------------------------------------------------------------------- 4. recovery-refused functions
 
 RECOVERY_REFUSED = ["txid_current()", "pg_current_xact_id()", "pg_current_wal_lsn()",

@@ -114,7 +114,8 @@ UNIT_SRCS := \
 	test/unit/hba_test.cpp \
 	test/unit/pool_passwd_test.cpp \
 	test/unit/scram_server_test.cpp \
-	test/unit/tls_test.cpp
+	test/unit/tls_test.cpp \
+	test/unit/logging_test.cpp
 
 LIB_OBJS  := $(LIB_SRCS:%.cpp=$(BUILD)/%.o)
 UNIT_OBJS := $(UNIT_SRCS:%.cpp=$(BUILD)/%.o)

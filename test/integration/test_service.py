@@ -3,6 +3,7 @@ says (as its User, with a fake NOTIFY_SOCKET) reports READY=1 only once it accep
 RELOADING=1/READY=1 around the unit's ExecReload, STOPPING=1 on the unit's KillSignal, and exits 0."""
 
 import os
+import re
 import pwd
 import shlex
 import shutil
@@ -200,3 +201,38 @@ def test_forking_mode_writes_pid_file_and_notifies_main_pid(splitpool):
         sp.wait_exit(30)
     finally:
         listener.close()
+
+
+# Each tool's getopt letters (pgpool's, plus -V/-? for the pcp tools), all of which --help must list.
+TOOL_FLAGS = {
+    "splitpool": "a d f k F h m n D C v",
+    "pcp_node_count": "h p U w W v d V ?",
+    "pcp_node_info": "n h p U a w W v d V ?",
+    "pcp_health_check_stats": "n h p U w W v d V ?",
+    "pcp_pool_status": "h p U w W v d V ?",
+    "pcp_proc_count": "h p U w W v d V ?",
+    "pcp_proc_info": "h p P U a w W v d V ?",
+    "pcp_attach_node": "n h p U w W v d V ?",
+    "pcp_detach_node": "n h p U g w W v d V ?",
+    "pcp_promote_node": "n h p U g s w W v d V ?",
+    "pcp_stop_pgpool": "m h p U s w W v d a V ?",
+    "pcp_reload_config": "h p U s w W v d V ?",
+    "pcp_log_rotate": "h p U s w W v d V ?",
+    "pg_enc": "h P p m f i u k K",
+    "pg_md5": "h p m f i u",
+}
+
+
+@pytest.mark.parametrize("tool", sorted(TOOL_FLAGS))
+def test_help_lists_every_flag(tool):
+    binary = SPLITPOOL_BIN if tool == "splitpool" else REPO / "bin" / tool
+    proc = subprocess.run([str(binary), "--help"], capture_output=True, text=True, timeout=10,
+                          stdin=subprocess.DEVNULL)
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout
+    assert out.strip(), f"{tool} --help printed nothing on stdout"
+    missing = [f for f in TOOL_FLAGS[tool].split()
+               if not re.search(rf"(^|[\s,])-{re.escape(f)}([\s,]|$)", out, re.M)]
+    assert not missing, f"{tool} --help does not list {missing}:\n{out}"
+    if tool != "splitpool":
+        assert re.search(r"--help", out)

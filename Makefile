@@ -222,7 +222,7 @@ install: all
 	install -m 755 $(PROGRAMS) $(DESTDIR)$(PREFIX)/bin/
 	install -m 644 etc/splitpool.toml $(SYSCONF)/splitpool.toml.sample
 	install -m 644 etc/splitpool-minimal.toml $(SYSCONF)/splitpool-minimal.toml.sample
-	install -m 644 etc/pcp.conf.sample etc/pool_hba.conf.sample $(SYSCONF)/
+	install -m 644 etc/pcp.conf.sample etc/pool_hba.conf.sample etc/splitpool.logrotate.sample $(SYSCONF)/
 	test -e $(SYSCONF)/splitpool.toml || install -m 644 etc/splitpool.toml $(SYSCONF)/splitpool.toml
 	sed 's|/usr/local/|$(PREFIX)/|g' etc/splitpool.service >$(DESTDIR)$(SYSTEMD_UNIT_DIR)/splitpool.service
 	chmod 644 $(DESTDIR)$(SYSTEMD_UNIT_DIR)/splitpool.service

@@ -283,6 +283,9 @@ bool start_log_collector(const Config& config, LogCollector& collector, std::str
         close(fds[1]);
         return false;
     }
+    // Said where it is still seen (a terminal with -n, a service's journal), as PostgreSQL does.
+    PROXY_LOG(Log, "redirecting log output to the logging collector process: future log output will appear in "
+                   "directory \"%s\"", settings.directory.c_str());
     // Lines of at most PIPE_BUF bytes (log_write keeps them so) reach the pipe whole, whoever writes.
     dup2(fds[1], STDERR_FILENO);
     close(fds[1]);

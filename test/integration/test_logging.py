@@ -136,6 +136,12 @@ def test_collector_follows_a_reloaded_log_filename(splitpool):
                   poke=lambda: psql(sp.port, "select 'second'"))
 
 
+def test_start_says_where_the_log_goes(splitpool):
+    sp = start_noisy(splitpool, log_filename="splitpool.log", health_check_period=0)
+    assert re.search(r'LOG:  redirecting log output to the logging collector process: future log output will '
+                     r'appear in directory ".*/logs"', sp.log_text()), sp.log_text()
+
+
 def test_last_lines_are_written_before_exit(splitpool):
     sp = start_noisy(splitpool, log_filename="splitpool.log", health_check_period=0)
     assert sp.stop("fast") == 0

@@ -117,7 +117,7 @@ def test_make_install_layout(installed):
         assert os.access(installed / "bin" / tool, os.X_OK), tool
     etc = installed / "etc" / "splitpool"
     for sample in ("splitpool.toml", "splitpool.toml.sample", "splitpool-minimal.toml.sample", "pcp.conf.sample",
-                   "pool_hba.conf.sample"):
+                   "pool_hba.conf.sample", "splitpool.logrotate.sample"):
         assert (etc / sample).is_file(), sample
     unit = parse_unit(installed / "lib" / "systemd" / "system" / "splitpool.service")
     service = unit["Service"]

@@ -38,6 +38,8 @@ endif
 # daemon, the tools and the unit tests all link, so each wire format has one implementation.
 LIB_SRCS := \
 	daemon/log.cpp \
+	daemon/log_collector.cpp \
+	daemon/service_notify.cpp \
 	daemon/config.cpp \
 	daemon/config_keys.cpp \
 	daemon/cli.cpp \
@@ -112,7 +114,8 @@ UNIT_SRCS := \
 	test/unit/hba_test.cpp \
 	test/unit/pool_passwd_test.cpp \
 	test/unit/scram_server_test.cpp \
-	test/unit/tls_test.cpp
+	test/unit/tls_test.cpp \
+	test/unit/logging_test.cpp
 
 LIB_OBJS  := $(LIB_SRCS:%.cpp=$(BUILD)/%.o)
 UNIT_OBJS := $(UNIT_SRCS:%.cpp=$(BUILD)/%.o)
@@ -121,7 +124,8 @@ LIB       := $(BUILD)/libsplitpool.a
 DEPS      := $(LIB_OBJS:.o=.d) $(UNIT_OBJS:.o=.d) $(MAIN_OBJS:.o=.d) $(TOOL_OBJS:.o=.d)
 
 PCP_TOOLS := pcp_node_count pcp_node_info pcp_health_check_stats pcp_pool_status pcp_proc_count \
-             pcp_proc_info pcp_attach_node pcp_detach_node pcp_promote_node pcp_reload_config pcp_stop_pgpool
+             pcp_proc_info pcp_attach_node pcp_detach_node pcp_promote_node pcp_reload_config pcp_stop_pgpool \
+             pcp_log_rotate
 PASSWD_TOOLS := pg_enc pg_md5
 TOOL_OBJS := $(PCP_TOOLS:%=$(BUILD)/pcp/tools/%.o) $(PASSWD_TOOLS:%=$(BUILD)/tools/%.o)
 PROGRAMS  := $(BIN)/splitpool $(PCP_TOOLS:%=$(BIN)/%) $(PASSWD_TOOLS:%=$(BIN)/%)
@@ -207,10 +211,21 @@ demo-stop:
 bench: all
 	$(Q)scripts/bench.sh
 
+# Binaries into $(PREFIX)/bin; samples into $(PREFIX)/etc/splitpool (splitpool.toml only when there
+# is none: a DBA's file is never overwritten); the systemd unit, with its paths set for PREFIX, into
+# $(SYSTEMD_UNIT_DIR). DESTDIR is honoured for packaging.
+SYSTEMD_UNIT_DIR ?= $(PREFIX)/lib/systemd/system
+SYSCONF := $(DESTDIR)$(PREFIX)/etc/splitpool
+
 install: all
-	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/etc/splitpool
+	install -d $(DESTDIR)$(PREFIX)/bin $(SYSCONF) $(DESTDIR)$(SYSTEMD_UNIT_DIR)
 	install -m 755 $(PROGRAMS) $(DESTDIR)$(PREFIX)/bin/
-	install -m 644 etc/* $(DESTDIR)$(PREFIX)/etc/splitpool/
+	install -m 644 etc/splitpool.toml $(SYSCONF)/splitpool.toml.sample
+	install -m 644 etc/splitpool-minimal.toml $(SYSCONF)/splitpool-minimal.toml.sample
+	install -m 644 etc/pcp.conf.sample etc/pool_hba.conf.sample etc/splitpool.logrotate.sample $(SYSCONF)/
+	test -e $(SYSCONF)/splitpool.toml || install -m 644 etc/splitpool.toml $(SYSCONF)/splitpool.toml
+	sed 's|/usr/local/|$(PREFIX)/|g' etc/splitpool.service >$(DESTDIR)$(SYSTEMD_UNIT_DIR)/splitpool.service
+	chmod 644 $(DESTDIR)$(SYSTEMD_UNIT_DIR)/splitpool.service
 
 # ---- Fuzzing: rules (variables above, next to the other object lists)
 $(FUZZ_BUILD)/test/fuzz/%.o: test/fuzz/%.cpp | deps

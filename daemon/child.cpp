@@ -71,6 +71,7 @@ void install_signals() {
     sa.sa_flags = 0;  // no SA_RESTART: a blocking poll() must see EINTR and check the flags
     for (int sig : {SIGTERM, SIGINT, SIGHUP, SIGQUIT, kPdeathSignal}) sigaction(sig, &sa, nullptr);
     signal(SIGPIPE, SIG_IGN);
+    signal(SIGUSR1, SIG_IGN);   // the parent's log-rotation signal: `kill -USR1` to the group is harmless
     signal(SIGCHLD, SIG_DFL);
     sigset_t all;
     sigemptyset(&all);

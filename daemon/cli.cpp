@@ -36,7 +36,17 @@ std::string usage_text() {
            "  -D, --discard-status             discard the saved node status\n"
            "  -n, --dont-detach                do not detach from the terminal (run in the foreground)\n\n"
            "Stop options:\n"
-           "  -m, --mode=SHUTDOWN-MODE         smart (wait for clients), fast or immediate; s, f, i\n";
+           "  -m, --mode=SHUTDOWN-MODE         smart (wait for clients), fast or immediate; s, f, i\n\n"
+           "Commands:\n"
+           "  stop                             stop the daemon named by pid_file_name, waiting until it is gone\n"
+           "  reload                           make the daemon re-read its configuration (SIGHUP)\n\n"
+           "Signals to the main process:\n"
+           "  SIGHUP reload, SIGTERM smart stop, SIGINT fast stop, SIGQUIT immediate stop,\n"
+           "  SIGUSR1 start a new log file (logging_collector = on; pcp_log_rotate does the same)\n\n"
+           "Environment:\n"
+           "  NOTIFY_SOCKET                    systemd readiness (Type=notify): READY=1 once listening,\n"
+           "                                   RELOADING=1/READY=1 around a reload, STOPPING=1\n"
+           "  PGPOOLKEYFILE                    the key file when -k is not given (default ~/.pgpoolkey)\n";
 }
 
 namespace {

@@ -123,6 +123,11 @@ struct Config {
     bool logging_collector = false;
     std::string log_directory = "/tmp/pgpool_logs";
     std::string log_filename = "pgpool-%Y-%m-%d_%H%M%S.log";
+    int log_rotation_age = 1440;        // minutes (pgpool's unit); 0 = off
+    int log_rotation_size = 10240;      // kilobytes (pgpool's unit); 0 = off
+    bool log_truncate_on_rotation = false;
+    ErrorVerbosity log_error_verbosity = ErrorVerbosity::Default;
+    LogLevel client_min_messages = LogLevel::Notice;
     std::string syslog_facility = "LOCAL0";
     std::string syslog_ident = "pgpool";
     std::string log_line_prefix = "%m: %a pid %p: ";

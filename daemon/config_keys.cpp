@@ -154,6 +154,33 @@ std::string parse_time(std::string_view text, int64_t base_ms, int64_t& out) {
     return {};
 }
 
+// "10MB", "400kB", "1GB", "2048B" or a bare number (kilobytes, pgpool's unit) -> kilobytes.
+std::string parse_size_kb(std::string_view text, int64_t& out) {
+    static constexpr std::pair<std::string_view, int64_t> kUnits[] = {
+        {"B", 1}, {"kB", 1024}, {"MB", 1024 * 1024}, {"GB", 1024LL * 1024 * 1024}, {"TB", 1024LL * 1024 * 1024 * 1024}};
+    const std::string bad = "invalid size " + in_quotes(text) + " (a number of kB, or with units B, kB, MB, GB, TB)";
+    std::string t = trim(text);
+    size_t i = 0;
+    int64_t number = 0;
+    for (; i < t.size() && std::isdigit(static_cast<unsigned char>(t[i])); ++i) {
+        if (i >= 12) return bad;
+        number = number * 10 + (t[i] - '0');
+    }
+    if (i == 0) return bad;
+    std::string unit = trim(std::string_view(t).substr(i));
+    int64_t unit_bytes = 1024;
+    if (!unit.empty()) {
+        auto it = std::find_if(std::begin(kUnits), std::end(kUnits), [&](const auto& u) { return u.first == unit; });
+        if (it == std::end(kUnits)) return bad;
+        unit_bytes = it->second;
+    }
+    __int128 bytes = __int128(number) * unit_bytes;
+    if (bytes % 1024 != 0) return in_quotes(text) + " is not a whole number of kilobytes";
+    __int128 kb = bytes / 1024;
+    out = kb > std::numeric_limits<int64_t>::max() ? std::numeric_limits<int64_t>::max() : int64_t(kb);
+    return {};
+}
+
 std::string to_list(const RawValue& v, char sep, std::vector<std::string>& out) {
     if (v.type == RawValue::Type::String) {
         out = split(v.text, sep);
@@ -224,6 +251,26 @@ KeyDef duration(const Row& row, int Config::*field, int64_t base_ms, int64_t max
 }
 
 KeyDef seconds(const Row& row, int Config::*field) { return duration(row, field, 1000, kIntMax); }
+KeyDef minutes(const Row& row, int Config::*field) { return duration(row, field, 60000, kIntMax); }
+
+// A size stored in kilobytes: a bare number, or a string with units ("10MB").
+KeyDef kilobytes(const Row& row, int Config::*field) {
+    bool bare = row.default_text.find_first_not_of("0123456789") == std::string_view::npos;
+    KeyDef k = make(row, "size", bare ? std::string(row.default_text) : in_quotes(row.default_text));
+    k.store = [field](Config& c, const RawValue& v) {
+        int64_t n = v.integer;
+        if (v.type == RawValue::Type::String) {
+            if (std::string problem = parse_size_kb(v.text, n); !problem.empty()) return problem;
+        } else if (v.type != RawValue::Type::Integer) {
+            return "expected an integer or a string with units (\"10MB\"), got " + type_name(v);
+        }
+        std::string problem = range_problem(n, 0, kIntMax);
+        if (problem.empty()) c.*field = int(n);
+        return problem;
+    };
+    k.show = [field](const Config& c) { return std::to_string(c.*field); };
+    return k;
+}
 KeyDef millis(const Row& row, int Config::*field) { return duration(row, field, 1, kIntMax); }
 
 KeyDef text(const Row& row, std::string Config::*field) {
@@ -288,16 +335,37 @@ KeyDef list(const Row& row, std::vector<std::string> Config::*field, std::vector
 
 KeyDef query_list(const Row& row, std::vector<std::string> Config::*field) { return list_of(row, field, ';', {}); }
 
-KeyDef level(const Row& row, LogLevel Config::*field) {
+// A message level; `allowed` (lower-case names) narrows the accepted ones (client_min_messages).
+KeyDef level(const Row& row, LogLevel Config::*field, std::vector<std::string_view> allowed = {}) {
     KeyDef k = make(row, "enum", toml_string(row.default_text));
-    k.store = [field](Config& c, const RawValue& v) {
+    k.store = [field, allowed](Config& c, const RawValue& v) {
         if (v.type != RawValue::Type::String) return "expected a string, got " + type_name(v);
         std::optional<LogLevel> parsed = parse_log_level(trim(v.text));
-        if (!parsed) return "invalid level " + in_quotes(v.text) + " (debug5..debug1, info, notice, warning, error, log, fatal, panic)";
+        if (parsed && !allowed.empty() &&
+            std::find(allowed.begin(), allowed.end(), kLevelNames[static_cast<int>(*parsed)]) == allowed.end())
+            parsed.reset();
+        if (!parsed)
+            return "invalid level " + in_quotes(v.text) + " (" +
+                   (allowed.empty() ? std::string("debug5..debug1, info, notice, warning, error, log, fatal, panic")
+                                    : allowed_text(allowed)) + ")";
         c.*field = *parsed;
         return std::string();
     };
     k.show = [field](const Config& c) { return std::string(kLevelNames[static_cast<int>(c.*field)]); };
+    return k;
+}
+
+KeyDef verbosity(const Row& row, ErrorVerbosity Config::*field) {
+    static constexpr std::string_view kNames[] = {"terse", "default", "verbose"};
+    KeyDef k = make(row, "enum", toml_string(row.default_text));
+    k.store = [field](Config& c, const RawValue& v) {
+        if (v.type != RawValue::Type::String) return "expected a string, got " + type_name(v);
+        std::optional<ErrorVerbosity> parsed = parse_error_verbosity(trim(v.text));
+        if (!parsed) return "invalid value " + in_quotes(v.text) + " (allowed: terse, default, verbose)";
+        c.*field = *parsed;
+        return std::string();
+    };
+    k.show = [field](const Config& c) { return std::string(kNames[static_cast<int>(c.*field)]); };
     return k;
 }
 
@@ -448,15 +516,29 @@ const std::vector<Section>& sections() {
         {"Logging",
          {list({"log_destination", "stderr", R, "stderr, syslog, or both comma-separated"}, &C::log_destination,
                {"stderr", "syslog"}),
-          boolean({"logging_collector", "off", S, "capture stderr into files in log_directory"}, &C::logging_collector),
+          boolean({"logging_collector", "off", S, "a logger process writes every process's log lines into log_directory, rotated"},
+                  &C::logging_collector),
           path({"log_directory", "/tmp/pgpool_logs", R, "directory of the log files"}, &C::log_directory),
           text({"log_filename", "pgpool-%Y-%m-%d_%H%M%S.log", R, "log file name (strftime pattern)"}, &C::log_filename),
+          minutes({"log_rotation_age", "1d", R, "start a new log file after this long (minutes, or '1h', '1d'; 0 = never)"},
+                  &C::log_rotation_age),
+          kilobytes({"log_rotation_size", "10MB", R, "start a new log file at this size (kB, or '10MB'; 0 = never)"},
+                    &C::log_rotation_size),
+          boolean({"log_truncate_on_rotation", "off", R,
+                   "a time-based rotation to an existing file name overwrites it instead of appending"},
+                  &C::log_truncate_on_rotation),
           text({"syslog_facility", "LOCAL0", R, "syslog facility (LOCAL0..LOCAL7)"}, &C::syslog_facility),
           text({"syslog_ident", "pgpool", R, "program name in syslog"}, &C::syslog_ident),
           text({"log_line_prefix", "%m: %a pid %p: ", R, "prefix of each log line (%m time, %a process, %p pid)"},
                &C::log_line_prefix),
           level({"log_min_messages", "warning", R, "lowest level logged (debug5..debug1, info, notice, warning, ...)"},
                 &C::log_min_messages),
+          verbosity({"log_error_verbosity", "default", R, "terse (no DETAIL/HINT lines), default, verbose (adds LOCATION)"},
+                    &C::log_error_verbosity),
+          level({"client_min_messages", "notice", R,
+                 "lowest level of splitpool's own messages sent to clients (debug5..debug1, log, notice, warning, error)"},
+                &C::client_min_messages,
+                {"debug5", "debug4", "debug3", "debug2", "debug1", "log", "notice", "warning", "error"}),
           boolean({"log_connections", "off", R, "log each client connection"}, &C::log_connections),
           boolean({"log_disconnections", "off", R, "log each client disconnection"}, &C::log_disconnections),
           boolean({"log_statement", "off", R, "log every statement"}, &C::log_statement),

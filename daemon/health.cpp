@@ -33,6 +33,7 @@ void start_worker(const std::string& name) {
     sa.sa_handler = on_term;
     sigaction(SIGTERM, &sa, nullptr);
     signal(SIGHUP, SIG_IGN);   // the parent restarts workers with the new configuration
+    signal(SIGUSR1, SIG_IGN);  // the parent's log-rotation signal
     signal(SIGCHLD, SIG_IGN);  // hooks are never waited for
     sigset_t none;
     sigemptyset(&none);

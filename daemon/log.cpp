@@ -5,8 +5,10 @@
 #include <syslog.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdarg>
 #include <cstdio>
+#include <cstring>
 #include <ctime>
 
 namespace splitpool::daemon {
@@ -93,6 +95,32 @@ std::optional<LogLevel> parse_log_level(std::string_view name) {
     return std::nullopt;
 }
 
+std::optional<ErrorVerbosity> parse_error_verbosity(std::string_view name) {
+    if (name == "terse") return ErrorVerbosity::Terse;
+    if (name == "default") return ErrorVerbosity::Default;
+    if (name == "verbose") return ErrorVerbosity::Verbose;
+    return std::nullopt;
+}
+
+bool client_message_wanted(LogLevel level, LogLevel client_min_messages) {
+    if (level == LogLevel::Info || level == LogLevel::Error || level == LogLevel::Fatal || level == LogLevel::Panic)
+        return true;
+    // For clients LOG ranks between DEBUG1 and NOTICE, as in PostgreSQL.
+    auto rank = [](LogLevel l) {
+        switch (l) {
+        case LogLevel::Log: return 5;
+        case LogLevel::Info:
+        case LogLevel::Notice: return 6;
+        case LogLevel::Warning: return 7;
+        case LogLevel::Error:
+        case LogLevel::Fatal:
+        case LogLevel::Panic: return 8;
+        default: return int(l);   // DEBUG5..DEBUG1: 0..4
+        }
+    };
+    return rank(level) >= rank(client_min_messages);
+}
+
 std::string_view log_level_name(LogLevel level) { return kLevelNames[static_cast<int>(level)]; }
 
 void log_configure(const LogOptions& options) {
@@ -136,26 +164,68 @@ std::string log_text(std::string_view text, size_t limit) {
     return out;
 }
 
-void log_write(LogLevel level, const char* format, ...) {
-    char message[2048];
-    va_list args;
-    va_start(args, format);
-    int n = vsnprintf(message, sizeof message, format, args);
-    va_end(args);
+namespace {
+
+// Drops the DETAIL: and HINT: lines of a message (log_error_verbosity = terse).
+void strip_detail(std::string& message) {
+    size_t pos = 0;
+    while ((pos = message.find('\n', pos)) != std::string::npos) {
+        std::string_view rest = std::string_view(message).substr(pos + 1);
+        if (rest.rfind("DETAIL:", 0) == 0 || rest.rfind("HINT:", 0) == 0) {
+            size_t end = message.find('\n', pos + 1);
+            message.erase(pos, end == std::string::npos ? std::string::npos : end - pos);
+        } else {
+            ++pos;
+        }
+    }
+}
+
+void vlog(LogLevel level, const char* file, int line, const char* function, const char* format, va_list args) {
+    char buf[2048];
+    int n = vsnprintf(buf, sizeof buf, format, args);
     if (n < 0) return;
     const LogState& s = state();
-    if (s.options.to_syslog) syslog(syslog_priority(level), "%s: %s", kLevelNames[int(level)].data(), message);
+    std::string message(buf, std::min(size_t(n), sizeof buf - 1));
+    if (s.options.verbosity == ErrorVerbosity::Terse) strip_detail(message);
+    if (s.options.to_syslog) syslog(syslog_priority(level), "%s: %s", kLevelNames[int(level)].data(), message.c_str());
     if (!s.options.to_stderr) return;
-    std::string line;
-    line.reserve(128 + size_t(n));
-    append_prefix(line);
-    line += kLevelNames[static_cast<int>(level)];
-    line += ":  ";
-    line += message;
-    line += '\n';
-    // One write() per line keeps lines from different processes whole in a shared log file.
-    ssize_t ignored = ::write(STDERR_FILENO, line.data(), line.size());
+    std::string out;
+    out.reserve(128 + message.size());
+    append_prefix(out);
+    out += kLevelNames[static_cast<int>(level)];
+    out += ":  ";
+    out += message;
+    if (s.options.verbosity == ErrorVerbosity::Verbose && file) {
+        const char* base = strrchr(file, '/');
+        out += '\n';
+        append_prefix(out);
+        out += "LOCATION:  ";
+        out += function ? function : "?";
+        out += ", ";
+        out += base ? base + 1 : file;
+        out += ':' + std::to_string(line);
+    }
+    if (out.size() > kLogLineLimit - 1) out.resize(kLogLineLimit - 1);
+    out += '\n';
+    // One write() per line keeps lines from different processes whole in a shared log file or pipe.
+    ssize_t ignored = ::write(STDERR_FILENO, out.data(), out.size());
     (void)ignored;
+}
+
+}  // namespace
+
+void log_write(LogLevel level, const char* format, ...) {
+    va_list args;
+    va_start(args, format);
+    vlog(level, nullptr, 0, nullptr, format, args);
+    va_end(args);
+}
+
+void log_write_at(LogLevel level, const char* file, int line, const char* function, const char* format, ...) {
+    va_list args;
+    va_start(args, format);
+    vlog(level, file, line, function, format, args);
+    va_end(args);
 }
 
 }  // namespace splitpool::daemon

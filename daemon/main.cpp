@@ -7,7 +7,6 @@
 #include <csignal>
 #include <cstdio>
 #include <cstring>
-#include <ctime>
 
 #include "daemon/cli.hpp"
 #include "daemon/config.hpp"
@@ -86,25 +85,6 @@ int daemonize(int& ready_fd) {
     return 0;
 }
 
-// logging_collector: stderr goes to a file in log_directory named by log_filename (strftime).
-bool start_log_file(const Config& config, std::string* error) {
-    mkdir(config.log_directory.c_str(), 0700);
-    char name[512];
-    time_t now = time(nullptr);
-    tm local;
-    localtime_r(&now, &local);
-    strftime(name, sizeof name, config.log_filename.c_str(), &local);
-    std::string path = config.log_directory + "/" + name;
-    int fd = open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
-    if (fd < 0) {
-        *error = "could not open log file \"" + path + "\": " + strerror(errno);
-        return false;
-    }
-    dup2(fd, STDERR_FILENO);
-    close(fd);
-    return true;
-}
-
 int start(Config config, const Options& options) {
     if (options.debug) config.log_min_messages = LogLevel::Debug1;
     config.hba_file = options.hba_file.empty() ? config.config_dir + "/pool_hba.conf" : options.hba_file;
@@ -138,13 +118,18 @@ int start(Config config, const Options& options) {
     }
     // Blocked before any fork: the parent takes them with sigtimedwait, children unblock their own.
     sigset_t set;
-    sigemptyset(&set);
-    for (int sig : {SIGCHLD, SIGHUP, SIGTERM, SIGINT, SIGQUIT}) sigaddset(&set, sig);
+    supervisor_signal_set(set);
     sigprocmask(SIG_BLOCK, &set, nullptr);
     signal(SIGPIPE, SIG_IGN);
+    SupervisorServices services;
+    services.notifier = ServiceNotifier::from_environment();
     int ready_fd = -1;
     if (!options.foreground && daemonize(ready_fd) != 0) return fail("could not detach from the terminal");
-    if (config.logging_collector && !start_log_file(config, &error)) return fail(error);
+    LogCollector collector;
+    if (config.logging_collector) {
+        if (!start_log_collector(config, collector, &error)) return fail(error);
+        services.collector = &collector;
+    }
     auto table = shm::StatusTable::create(shm::segment_name_for_port(config.port),
                                           uint32_t(config.num_init_children), &error);
     if (!table) return fail(error);
@@ -163,7 +148,7 @@ int start(Config config, const Options& options) {
     }
     std::string pid_file = config.pid_file_name;
     std::string pcp_socket = splitpool::pcp::pcp_socket_path(config);
-    Supervisor supervisor(std::move(config), *table, listeners.fds, pcp, options.debug);
+    Supervisor supervisor(std::move(config), *table, listeners.fds, pcp, options.debug, services);
     int rc = supervisor.run();
     close_listeners(listeners, true);
     for (int fd : pcp.listen_fds) close(fd);
@@ -171,6 +156,7 @@ int start(Config config, const Options& options) {
     if (!pcp_socket.empty()) unlink(pcp_socket.c_str());
     shm::Segment::remove(table->name());
     unlink(pid_file.c_str());
+    finish_log_collector(collector);   // the last lines are in the file before we exit
     return rc;
 }
 

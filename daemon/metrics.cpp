@@ -184,14 +184,14 @@ volatile sig_atomic_t g_stop = 0;
 void on_stop(int) { g_stop = 1; }
 
 void setup_signals() {
-    sigset_t none;
-    sigemptyset(&none);
-    sigprocmask(SIG_SETMASK, &none, nullptr);
     struct sigaction sa{};
     sa.sa_handler = on_stop;
     sigemptyset(&sa.sa_mask);
     for (int sig : {SIGTERM, SIGINT, SIGQUIT}) sigaction(sig, &sa, nullptr);
     for (int sig : {SIGHUP, SIGPIPE, SIGUSR1, SIGUSR2, SIGCHLD}) signal(sig, SIG_IGN);
+    sigset_t none;   // unblocked only now that a pending signal finds its handler
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, nullptr);
 }
 
 struct Client {

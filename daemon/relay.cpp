@@ -285,7 +285,9 @@ void Relay::watch_node(int node) {
 
 // log_per_node_statement / notice_per_node_statement: every statement with the node that runs it.
 void Relay::report_statements(const Send& send) {
-    bool log = ctx_.config.log_per_node_statement, notice = ctx_.config.notice_per_node_statement;
+    bool log = ctx_.config.log_per_node_statement;
+    bool notice = ctx_.config.notice_per_node_statement &&
+                  client_message_wanted(LogLevel::Notice, ctx_.config.client_min_messages);
     if (!log && !notice) return;
     int32_t pid = ctx_.set.conn(send.node) ? ctx_.set.conn(send.node)->pid : 0;
     for (size_t at = 0; at < send.bytes.size();) {

@@ -37,7 +37,13 @@ LogOptions log_options_for(const Config& config, bool debug) {
     }
     o.syslog_ident = config.syslog_ident;
     o.syslog_facility = config.syslog_facility;
+    o.verbosity = config.log_error_verbosity;
     return o;
+}
+
+void supervisor_signal_set(sigset_t& set) {
+    sigemptyset(&set);
+    for (int sig : {SIGCHLD, SIGHUP, SIGTERM, SIGINT, SIGQUIT, SIGUSR1}) sigaddset(&set, sig);
 }
 
 void publish_nodes(const Config& config, shm::StatusTable& table, bool at_start) {
@@ -66,9 +72,10 @@ void publish_nodes(const Config& config, shm::StatusTable& table, bool at_start)
     if (at_start) table.header().primary_node = primary;
 }
 
-Supervisor::Supervisor(Config config, shm::StatusTable& table, std::vector<int> listen_fds, PcpSetup pcp, bool debug)
+Supervisor::Supervisor(Config config, shm::StatusTable& table, std::vector<int> listen_fds, PcpSetup pcp, bool debug,
+                       SupervisorServices services)
     : config_(std::move(config)), table_(table), listen_fds_(std::move(listen_fds)), debug_(debug),
-      pcp_(std::move(pcp)), pids_(size_t(config_.num_init_children), 0) {}
+      pcp_(std::move(pcp)), services_(services), pids_(size_t(config_.num_init_children), 0) {}
 
 void Supervisor::spawn_pcp() {
     if (pcp_.listen_fds.empty()) return;
@@ -80,9 +87,7 @@ void Supervisor::spawn_pcp() {
     if (pid == 0) {
         for (int fd : listen_fds_) close(fd);  // the PCP process never accepts clients
         log_set_process_name("pcp");
-        sigset_t none;
-        sigemptyset(&none);
-        sigprocmask(SIG_SETMASK, &none, nullptr);
+        // Signals stay blocked until the PCP server has its handlers (a reload's SIGHUP may be pending).
         pcp::run_pcp_server(config_, table_, pcp_.pcp_conf_path, getppid(), pcp_.listen_fds);
     }
     pcp_pid_ = pid;
@@ -162,6 +167,12 @@ void Supervisor::reap_children() {
     int status = 0;
     pid_t pid;
     while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+        if (services_.collector && pid == services_.collector->pid) {
+            // Replaced first: until then nobody reads the pipe this very line goes into.
+            restart_log_collector(*services_.collector, config_);
+            PROXY_LOG(Warning, "logging collector process %d exited (status %d): restarted", pid, status);
+            continue;
+        }
         if (pid == pcp_pid_) {
             pcp_pid_ = 0;
             if (!shutdown_signal_) {
@@ -203,11 +214,13 @@ void Supervisor::reap_children() {
 // Parse into a scratch config, validate, log what needs a restart, apply the rest; a broken file
 // changes nothing.
 void Supervisor::reload() {
+    services_.notifier.reloading();
     LoadResult result = load_config(config_.config_file);
     if (!result.config) {
         for (const auto& e : result.errors) PROXY_LOG(Error, "%s", e.c_str());
         PROXY_LOG(Error, "configuration file \"%s\" contains errors; unaffected changes were not applied",
                   config_.config_file.c_str());
+        services_.notifier.ready(getpid());   // still serving, with the running configuration
         return;
     }
     Config fresh = std::move(*result.config);
@@ -221,14 +234,26 @@ void Supervisor::reload() {
     for (pid_t p : pids_)
         if (p) kill(p, SIGHUP);
     if (pcp_pid_) kill(pcp_pid_, SIGHUP);
+    if (services_.collector && services_.collector->pid > 0) kill(services_.collector->pid, SIGHUP);
     stop_checkers(SIGTERM);  // they start again with the new configuration
     spawn_checkers();
     PROXY_LOG(Log, "configuration reloaded from \"%s\"", config_.config_file.c_str());
+    services_.notifier.ready(getpid());
+}
+
+void Supervisor::rotate_log() {
+    if (!services_.collector || services_.collector->pid <= 0) {
+        PROXY_LOG(Log, "log rotation requested, but logging_collector is off: nothing to rotate");
+        return;
+    }
+    PROXY_LOG(Log, "log rotation requested");
+    kill(services_.collector->pid, SIGUSR1);
 }
 
 void Supervisor::begin_shutdown(int sig) {
     // A stronger mode may follow a weaker one (smart, then fast), never the other way.
     if (shutdown_signal_ == SIGQUIT || (shutdown_signal_ == SIGINT && sig == SIGTERM)) return;
+    if (!shutdown_signal_) services_.notifier.stopping();
     shutdown_signal_ = sig;
     shutdown_started_ms_ = io::now_ms();
     const char* mode = sig == SIGTERM ? "smart" : sig == SIGINT ? "fast" : "immediate";
@@ -248,14 +273,16 @@ int Supervisor::run() {
     spawn_checkers();
     PROXY_LOG(Log, "splitpool successfully started, %d children listening on port %d", config_.num_init_children,
               config_.port);
+    // The listening sockets were opened before the first fork: a connection made now is accepted.
+    services_.notifier.ready(getpid());
     sigset_t set;
-    sigemptyset(&set);
-    for (int sig : {SIGCHLD, SIGHUP, SIGTERM, SIGINT, SIGQUIT}) sigaddset(&set, sig);
+    supervisor_signal_set(set);
     while (!shutdown_signal_ || live_children() > 0) {
         timespec timeout{1, 0};
         int sig = sigtimedwait(&set, nullptr, &timeout);
         if (sig == SIGCHLD) reap_children();
         else if (sig == SIGHUP && !shutdown_signal_) reload();
+        else if (sig == SIGUSR1) rotate_log();
         else if (sig == SIGTERM || sig == SIGINT || sig == SIGQUIT) begin_shutdown(sig);
         reap_children();  // SIGCHLD may coalesce with another signal
         if (shutdown_signal_ == SIGINT && io::now_ms() - shutdown_started_ms_ > kFastShutdownGraceMs)

@@ -10,6 +10,8 @@
 
 #include "daemon/config.hpp"
 #include "daemon/log.hpp"
+#include "daemon/log_collector.hpp"
+#include "daemon/service_notify.hpp"
 #include "shm/status_table.hpp"
 
 namespace splitpool::daemon {
@@ -28,10 +30,21 @@ struct PcpSetup {
     std::vector<int> metrics_fds;   // the Prometheus endpoint's listeners; empty = off
 };
 
+// What the parent tells others about itself: the service manager (sd_notify) and the logging
+// collector (null when logging_collector is off), whose pid it watches and which it signals.
+struct SupervisorServices {
+    ServiceNotifier notifier;
+    LogCollector* collector = nullptr;
+};
+
+// The signals the parent takes with sigtimedwait (blocked before the first fork).
+void supervisor_signal_set(sigset_t& set);
+
 class Supervisor {
 public:
-    Supervisor(Config config, shm::StatusTable& table, std::vector<int> listen_fds, PcpSetup pcp, bool debug);
-    // Expects SIGCHLD, SIGHUP, SIGTERM, SIGINT and SIGQUIT to be blocked. Returns the exit code.
+    Supervisor(Config config, shm::StatusTable& table, std::vector<int> listen_fds, PcpSetup pcp, bool debug,
+               SupervisorServices services = {});
+    // Expects supervisor_signal_set() to be blocked. Returns the exit code.
     int run();
 
 private:
@@ -45,6 +58,7 @@ private:
     pid_t spawn_worker(const char* what, const std::function<void()>& body);
     void reap_children();
     void reload();
+    void rotate_log();   // SIGUSR1 (and pcp_log_rotate): the collector opens a new file
     void begin_shutdown(int sig);
     int live_children() const;
 
@@ -53,6 +67,7 @@ private:
     std::vector<int> listen_fds_;
     bool debug_;
     PcpSetup pcp_;
+    SupervisorServices services_;
     std::vector<pid_t> pids_;   // by child slot; 0 = empty
     pid_t pcp_pid_ = 0;
     pid_t metrics_pid_ = 0;

@@ -338,6 +338,8 @@ bool Client::promote_node(int node_id, bool gracefully, bool switchover) {
 
 bool Client::reload_config(char scope) { return simple_command('Z', std::string(1, scope), 'z'); }
 
+bool Client::log_rotate(char scope) { return simple_command('V', std::string(1, scope), 'v'); }
+
 bool Client::stop_pgpool(char mode, char scope) {
     return simple_command(scope == 'l' ? 'T' : 't', std::string(1, mode), 't');
 }

@@ -54,6 +54,7 @@ public:
     bool detach_node(int node_id, bool gracefully);
     bool promote_node(int node_id, bool gracefully, bool switchover);
     bool reload_config(char scope);
+    bool log_rotate(char scope);
     bool stop_pgpool(char mode, char scope);
 
     const std::string& last_error() const { return error_; }

@@ -311,6 +311,17 @@ Reply reload_config(const CommandContext& ctx) {
     return {complete('z')};
 }
 
+// pgpool's 'V': the parent passes SIGUSR1 on to the logging collector, which opens a new file.
+Reply log_rotate(const CommandContext& ctx) {
+    if (!ctx.config.logging_collector)
+        return error_reply("process log rotate request failed",
+                           "logging_collector is off: splitpool writes to stderr or syslog and rotates no file");
+    if (ctx.parent_pid <= 0 || kill(ctx.parent_pid, SIGUSR1) != 0)
+        return error_reply("process log rotate request failed", "failed to signal pgpool parent process");
+    PROXY_LOG(Log, "PCP: log rotation requested");
+    return {complete('v')};
+}
+
 Reply shutdown(const CommandContext& ctx, const std::string& body) {
     char mode = body.empty() ? '\0' : body[0];
     int sig = mode == 's' ? SIGTERM : mode == 'f' ? SIGINT : mode == 'i' ? SIGQUIT : 0;
@@ -352,6 +363,7 @@ Reply handle_command(const CommandContext& ctx, const Packet& request) {
     case 'J': return promote_node(ctx, request.body, false);
     case 'j': return promote_node(ctx, request.body, true);
     case 'Z': return reload_config(ctx);
+    case 'V': return log_rotate(ctx);
     case 'T':
     case 't': return shutdown(ctx, request.body);
     case 'O': return error_reply("process recovery request failed", "online recovery is not supported");

@@ -47,10 +47,8 @@ void install_handler(int sig, void (*handler)(int)) {
 }
 
 void setup_signals() {
-    // The parent forks us with its signals blocked; we handle our own.
-    sigset_t none;
-    sigemptyset(&none);
-    sigprocmask(SIG_SETMASK, &none, nullptr);
+    // The parent forks us with its signals blocked; we handle our own. Handlers first, then the
+    // unblocking: a SIGHUP sent by a reload right after the fork is already pending.
     install_handler(SIGTERM, on_stop);
     install_handler(SIGINT, on_stop);
     install_handler(SIGQUIT, on_stop);
@@ -59,6 +57,9 @@ void setup_signals() {
     signal(SIGPIPE, SIG_IGN);
     signal(SIGUSR1, SIG_IGN);
     signal(SIGUSR2, SIG_IGN);
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, nullptr);
 }
 
 Reply auth_failure(const std::string& user) {

@@ -15,6 +15,9 @@ BIN=${SPLITPOOL_BIN:-$repo/bin/splitpool}
 CONF=$DEMO/splitpool.toml
 LOG=$DEMO/splitpool.log
 PIDFILE=$DEMO/splitpool.pid
+PCP_USER=pcpadm
+PCP_PASSWORD=pwd123
+PCPPASS=$DEMO/.pcppass
 
 export PGCONNECT_TIMEOUT=5 PGGSSENCMODE=disable
 unset PGHOST PGPORT PGUSER PGDATABASE PGPASSWORD PGSERVICE PGOPTIONS
@@ -32,6 +35,7 @@ write_config() {
 listen_addresses = "127.0.0.1"
 port = $PORT
 unix_socket_directories = "$DEMO"
+pcp_listen_addresses = "127.0.0.1"
 pcp_port = 9898
 pcp_socket_dir = "$DEMO"
 pid_file_name = "$PIDFILE"
@@ -66,6 +70,15 @@ application_name = "node2"
 EOF
 }
 
+# pcp.conf next to the config (splitpool's -F default), pgpool's format: user:md5(password); and a
+# .pcppass for the tools' -w (never prompt), as a DBA keeps in ~/.pcppass on a server.
+write_pcp_files() {
+    local digest
+    digest=$(printf '%s' "$PCP_PASSWORD" | md5sum | cut -d' ' -f1)
+    printf '# PCP users of the splitpool demo (written by scripts/demo.sh)\n%s:%s\n' "$PCP_USER" "$digest" >"$DEMO/pcp.conf"
+    (umask 077 && printf '*:*:%s:%s\n' "$PCP_USER" "$PCP_PASSWORD" >"$PCPPASS")
+}
+
 wait_answers() {
     local deadline=$(($(date +%s) + 20))
     until [ "$(psql -X -A -t -w -h 127.0.0.1 -p "$PORT" -U postgres -d postgres -c 'select 1' 2>/dev/null)" = 1 ]; do
@@ -85,6 +98,9 @@ splitpool demo is running (folder $DEMO, log $LOG)
   connect:   psql -h 127.0.0.1 -p $PORT -U postgres postgres
              PGPASSWORD=pwd123 psql -h 127.0.0.1 -p $PORT -U digoal postgres
   nodes:     primary 127.0.0.1:$PGPORT0, replicas 127.0.0.1:$((PGPORT0 + 1)) and :$((PGPORT0 + 2))
+  pcp:       user $PCP_USER, password $PCP_PASSWORD (in $DEMO/pcp.conf; $PCPPASS for -w)
+             PCPPASSFILE=$PCPPASS $repo/bin/pcp_node_info -h 127.0.0.1 -p 9898 -U $PCP_USER -w
+             $repo/bin/pcp_node_info -h 127.0.0.1 -p 9898 -U $PCP_USER -W    (asks for the password)
   stop:      make demo-stop
 EOF
 }
@@ -99,6 +115,7 @@ cmd_start() {
     ensure_packages "postgresql-15|postgresql" "postgresql-client-15|postgresql-client"
     "$here/pg_cluster.sh" start "$DEMO" "$PGPORT0" 2
     write_config
+    write_pcp_files
     echo "starting splitpool on 127.0.0.1:$PORT"
     if ! "$BIN" -f "$CONF" >>"$LOG" 2>&1 </dev/null; then
         echo "demo: splitpool failed to start; last log lines:" >&2

@@ -36,6 +36,7 @@ constexpr ToolSpec kTools[] = {
     {Tool::PromoteNode, "pcp_promote_node", "n:h:p:U:gswWvd", "promote a node as new main from pgpool-II"},
     {Tool::StopPgpool, "pcp_stop_pgpool", "m:h:p:U:s:wWvda", "terminate pgpool-II"},
     {Tool::ReloadConfig, "pcp_reload_config", "h:p:U:s:wWvd", "reload a pgpool-II config file"},
+    {Tool::LogRotate, "pcp_log_rotate", "h:p:U:s:wWvd", "rotate the Pgpool-II's log file"},
 };
 
 const option kLongOptions[] = {
@@ -60,42 +61,51 @@ bool requires_node_id(Tool t) {
     return t == Tool::AttachNode || t == Tool::DetachNode || t == Tool::HealthCheckStats || t == Tool::PromoteNode;
 }
 
-bool supports_scope(Tool t) { return t == Tool::StopPgpool || t == Tool::ReloadConfig; }
+bool supports_scope(Tool t) { return t == Tool::StopPgpool || t == Tool::ReloadConfig || t == Tool::LogRotate; }
 
-void usage(Tool t) {
+// Every option the tool's getopt string takes is listed; --help output goes to stdout (exit 0),
+// the same text after a usage error to stderr.
+void usage(Tool t, FILE* out) {
     const ToolSpec& s = spec(t);
-    fprintf(stderr, "%s - %s\n", s.name, s.description);
-    fprintf(stderr, "Usage:\n");
-    fprintf(stderr, "%s [OPTION...] %s\n", s.name,
-            requires_node_id(t) ? "[node-id]" : t == Tool::ProcInfo ? "[process-id]" : "");
-    fprintf(stderr, "Options:\n");
-    fprintf(stderr, "  -U, --username=NAME    username for PCP authentication\n");
-    fprintf(stderr, "  -h, --host=HOSTNAME    pgpool-II host\n");
-    fprintf(stderr, "  -p, --port=PORT        PCP port number\n");
-    fprintf(stderr, "  -w, --no-password      never prompt for password\n");
-    fprintf(stderr, "  -W, --password         force password prompt (should happen automatically)\n");
-    if (requires_node_id(t)) fprintf(stderr, "  -n, --node-id=NODEID   ID of a backend node\n");
+    fprintf(out, "%s - %s\n", s.name, s.description);
+    fprintf(out, "Usage:\n");
+    fprintf(out, "%s [OPTION...] %s\n", s.name,
+            requires_node_id(t) || t == Tool::NodeInfo ? "[node-id]" : t == Tool::ProcInfo ? "[process-id]" : "");
+    fprintf(out, "Options:\n");
+    fprintf(out, "  -U, --username=NAME    username for PCP authentication (default: the OS user)\n");
+    fprintf(out, "  -h, --host=HOSTNAME    pgpool-II host (default: the Unix socket in /tmp;\n");
+    fprintf(out, "                         a value starting with '/' is a socket directory)\n");
+    fprintf(out, "  -p, --port=PORT        PCP port number (default: 9898)\n");
+    fprintf(out, "  -w, --no-password      never prompt for password (use PCPPASSFILE or ~/.pcppass)\n");
+    fprintf(out, "  -W, --password         force password prompt (should happen automatically)\n");
+    if (requires_node_id(t)) fprintf(out, "  -n, --node-id=NODEID   ID of a backend node\n");
     if (t == Tool::NodeInfo) {
-        fprintf(stderr, "  -n, --node-id=NODEID   ID of a backend node\n");
-        fprintf(stderr, "  -a, --all              display all backend nodes information\n");
+        fprintf(out, "  -n, --node-id=NODEID   ID of a backend node (default: every node)\n");
+        fprintf(out, "  -a, --all              display all backend nodes information\n");
     }
-    if (t == Tool::StopPgpool) fprintf(stderr, "  -m, --mode=MODE        MODE can be \"smart\", \"fast\", or \"immediate\"\n");
+    if (t == Tool::StopPgpool) {
+        fprintf(out, "  -m, --mode=MODE        MODE can be \"smart\", \"fast\", or \"immediate\"\n");
+        fprintf(out, "  -a, --all              accepted for compatibility; no effect\n");
+    }
     if (supports_scope(t)) {
-        fprintf(stderr, "  -s, --scope=SCOPE      SCOPE can be \"cluster\", or \"local\"\n");
-        fprintf(stderr, "                         cluster scope do operations on all Pgpool-II nodes\n");
-        fprintf(stderr, "                         part of the watchdog cluster\n");
+        fprintf(out, "  -s, --scope=SCOPE      SCOPE can be \"cluster\", or \"local\"\n");
+        fprintf(out, "                         cluster scope do operations on all Pgpool-II nodes\n");
+        fprintf(out, "                         part of the watchdog cluster (splitpool: same as local)\n");
     }
     if (t == Tool::PromoteNode || t == Tool::DetachNode)
-        fprintf(stderr, "  -g, --gracefully       promote gracefully (optional)\n");
+        fprintf(out, "  -g, --gracefully       %s gracefully (optional)\n", t == Tool::PromoteNode ? "promote" : "detach");
     if (t == Tool::PromoteNode)
-        fprintf(stderr, "  -s, --switchover       switchover primary to specified node (optional)\n");
+        fprintf(out, "  -s, --switchover       switchover primary to specified node (optional)\n");
     if (t == Tool::ProcInfo) {
-        fprintf(stderr, "  -P, --process-id=PID   PID of the child process to get information for (optional)\n");
-        fprintf(stderr, "  -a, --all              display all child processes and their available connection slots\n");
+        fprintf(out, "  -P, --process-id=PID   PID of the child process to get information for (optional)\n");
+        fprintf(out, "  -a, --all              display all child processes and their available connection slots\n");
     }
-    fprintf(stderr, "  -d, --debug            enable debug message (optional)\n");
-    fprintf(stderr, "  -v, --verbose          output verbose messages\n");
-    fprintf(stderr, "  -?, --help             print this help\n\n");
+    fprintf(out, "  -d, --debug            enable debug message (optional)\n");
+    fprintf(out, "  -v, --verbose          output verbose messages\n");
+    fprintf(out, "  -V, --version          display version information, then exit\n");
+    fprintf(out, "  -?, --help             print this help\n\n");
+    fprintf(out, "Environment: PCPPASSFILE names the password file (default: ~/.pcppass, lines\n");
+    fprintf(out, "host:port:username:password, mode 0600).\n");
 }
 
 // A decimal number of digits only, at most `max`; atoi would read "1xyz" as 1 and wrap
@@ -274,7 +284,7 @@ const char* tool_name(Tool tool) { return spec(tool).name; }
 int parse_command_line(Tool t, int argc, char** argv, CliOptions& out) {
     const char* name = spec(t).name;
     if (argc > 1 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-?") == 0)) {
-        usage(t);
+        usage(t, stdout);
         return 0;
     }
     if (argc > 1 && (strcmp(argv[1], "-V") == 0 || strcmp(argv[1], "--version") == 0)) {

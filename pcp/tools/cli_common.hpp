@@ -12,7 +12,7 @@ namespace splitpool::pcp::tools {
 
 enum class Tool {
     AttachNode, DetachNode, NodeCount, NodeInfo, HealthCheckStats, PoolStatus,
-    ProcCount, ProcInfo, PromoteNode, StopPgpool, ReloadConfig,
+    ProcCount, ProcInfo, PromoteNode, StopPgpool, ReloadConfig, LogRotate,
 };
 
 enum class PasswordMode { Default, Never, Always };   // neither flag, -w, -W

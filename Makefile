@@ -40,6 +40,7 @@ LIB_SRCS := \
 	daemon/log.cpp \
 	daemon/config.cpp \
 	daemon/config_keys.cpp \
+	daemon/config_reference.cpp \
 	daemon/cli.cpp \
 	daemon/pidfile.cpp \
 	daemon/listener.cpp \
@@ -76,6 +77,9 @@ LIB_SRCS := \
 	daemon/auth/pool_passwd.cpp \
 	daemon/auth/aes.cpp \
 	tools/passwd_tool.cpp \
+	tools/pgpool_conf.cpp \
+	tools/pgpool_params.cpp \
+	tools/pgpool_import.cpp \
 	shm/segment.cpp \
 	shm/status_table.cpp \
 	parser/classify.cpp \
@@ -112,7 +116,9 @@ UNIT_SRCS := \
 	test/unit/hba_test.cpp \
 	test/unit/pool_passwd_test.cpp \
 	test/unit/scram_server_test.cpp \
-	test/unit/tls_test.cpp
+	test/unit/tls_test.cpp \
+	test/unit/pgpool_import_test.cpp \
+	test/unit/config_reference_test.cpp
 
 LIB_OBJS  := $(LIB_SRCS:%.cpp=$(BUILD)/%.o)
 UNIT_OBJS := $(UNIT_SRCS:%.cpp=$(BUILD)/%.o)
@@ -145,7 +151,7 @@ FUZZ_OBJS     := $(FUZZ_TARGETS:%=$(FUZZ_BUILD)/test/fuzz/%_fuzz.o)
 FUZZ_BINS     := $(FUZZ_TARGETS:%=$(FUZZ_BIN)/%)
 DEPS          += $(FUZZ_LIB_OBJS:.o=.d) $(FUZZ_OBJS:.o=.d)
 
-.PHONY: all deps check unit integration demo demo-stop bench install clean fuzz fuzz-build fuzz-check
+.PHONY: all deps check unit integration demo demo-stop bench install clean fuzz fuzz-build fuzz-check docs
 
 all: deps $(PROGRAMS)
 
@@ -206,6 +212,10 @@ demo-stop:
 
 bench: all
 	$(Q)scripts/bench.sh
+
+# docs/configuration.md is generated from the key table; a unit test fails when it is out of date.
+docs: $(BIN)/splitpool
+	$(Q)mkdir -p docs && $(BIN)/splitpool --config-reference > docs/configuration.md
 
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/etc/splitpool

@@ -140,7 +140,7 @@ UNIT_BIN  := $(BUILD)/unit_tests
 # themselves honour WERROR=1. scripts/fuzz.sh runs each binary on a copy of test/fuzz/corpus/<name>.
 FUZZ_CXX      ?= clang++
 FUZZ_SECONDS  ?= 20
-FUZZ_TARGETS  := startup frame scram hba pool_passwd pcp_conf pcp_request config
+FUZZ_TARGETS  := startup frame scram hba pool_passwd pcp_conf pcp_request config pgpool_conf
 FUZZ_BUILD    := $(BUILD)/fuzz
 FUZZ_BIN      := $(BIN)/fuzz
 FUZZ_SAN      := -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer

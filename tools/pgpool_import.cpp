@@ -93,7 +93,13 @@ std::vector<RawValue> candidates(std::string_view type, const std::string& value
         std::optional<double> d = parse_number(value);
         return {d ? number_value(*d) : string_value(value)};
     }
-    if (type == "string" || type == "path" || type == "enum" || type == "list") return {string_value(value)};
+    if (type == "enum") {   // pgpool reads enum words case-insensitively (WARNING, Transaction)
+        std::string lowered;
+        for (char c : value) lowered += char(std::tolower(static_cast<unsigned char>(c)));
+        if (lowered != value) return {string_value(value), string_value(lowered)};
+        return {string_value(value)};
+    }
+    if (type == "string" || type == "path" || type == "list") return {string_value(value)};
     if (integer) return {integer_value(*integer), string_value(value)};   // a kind added later
     return {string_value(value)};
 }

@@ -116,6 +116,9 @@ TEST_CASE("supported keys: the TOML line written for each pgpool value") {
         {"authentication_timeout = 1min  # a minute", "authentication_timeout = \"1min\"  # a minute"},
         {"connect_timeout = 10s", "connect_timeout = \"10s\""},
         {"log_min_messages = warning", "log_min_messages = \"warning\""},
+        {"log_min_messages = WARNING", "log_min_messages = \"WARNING\""},   // splitpool reads levels in any case
+        {"disable_load_balance_on_write = 'Transaction'", "disable_load_balance_on_write = \"transaction\""},
+        {"ssl_min_protocol_version = 'TLSv1.3'", "ssl_min_protocol_version = \"TLSv1.3\""},
         {"reset_query_list = 'ABORT; DISCARD ALL'", "reset_query_list = \"ABORT; DISCARD ALL\""},
         {"primary_routing_query_pattern_list = 'SELECT \\* FROM t1\\;;.*t3.*'",
          "primary_routing_query_pattern_list = 'SELECT \\* FROM t1\\;;.*t3.*'"},

@@ -42,6 +42,7 @@ LIB_SRCS := \
 	daemon/service_notify.cpp \
 	daemon/config.cpp \
 	daemon/config_keys.cpp \
+	daemon/config_reference.cpp \
 	daemon/cli.cpp \
 	daemon/pidfile.cpp \
 	daemon/listener.cpp \
@@ -78,6 +79,9 @@ LIB_SRCS := \
 	daemon/auth/pool_passwd.cpp \
 	daemon/auth/aes.cpp \
 	tools/passwd_tool.cpp \
+	tools/pgpool_conf.cpp \
+	tools/pgpool_params.cpp \
+	tools/pgpool_import.cpp \
 	shm/segment.cpp \
 	shm/status_table.cpp \
 	parser/classify.cpp \
@@ -115,7 +119,9 @@ UNIT_SRCS := \
 	test/unit/pool_passwd_test.cpp \
 	test/unit/scram_server_test.cpp \
 	test/unit/tls_test.cpp \
-	test/unit/logging_test.cpp
+	test/unit/logging_test.cpp \
+	test/unit/pgpool_import_test.cpp \
+	test/unit/config_reference_test.cpp
 
 LIB_OBJS  := $(LIB_SRCS:%.cpp=$(BUILD)/%.o)
 UNIT_OBJS := $(UNIT_SRCS:%.cpp=$(BUILD)/%.o)
@@ -138,7 +144,7 @@ UNIT_BIN  := $(BUILD)/unit_tests
 # themselves honour WERROR=1. scripts/fuzz.sh runs each binary on a copy of test/fuzz/corpus/<name>.
 FUZZ_CXX      ?= clang++
 FUZZ_SECONDS  ?= 20
-FUZZ_TARGETS  := startup frame scram hba pool_passwd pcp_conf pcp_request config
+FUZZ_TARGETS  := startup frame scram hba pool_passwd pcp_conf pcp_request config pgpool_conf
 FUZZ_BUILD    := $(BUILD)/fuzz
 FUZZ_BIN      := $(BIN)/fuzz
 FUZZ_SAN      := -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
@@ -149,7 +155,7 @@ FUZZ_OBJS     := $(FUZZ_TARGETS:%=$(FUZZ_BUILD)/test/fuzz/%_fuzz.o)
 FUZZ_BINS     := $(FUZZ_TARGETS:%=$(FUZZ_BIN)/%)
 DEPS          += $(FUZZ_LIB_OBJS:.o=.d) $(FUZZ_OBJS:.o=.d)
 
-.PHONY: all deps check unit integration demo demo-stop bench install clean fuzz fuzz-build fuzz-check
+.PHONY: all deps check unit integration demo demo-stop bench install clean fuzz fuzz-build fuzz-check docs
 
 all: deps $(PROGRAMS)
 
@@ -210,6 +216,10 @@ demo-stop:
 
 bench: all
 	$(Q)scripts/bench.sh
+
+# docs/configuration.md is generated from the key table; a unit test fails when it is out of date.
+docs: $(BIN)/splitpool
+	$(Q)mkdir -p docs && $(BIN)/splitpool --config-reference > docs/configuration.md
 
 # Binaries into $(PREFIX)/bin; samples into $(PREFIX)/etc/splitpool (splitpool.toml only when there
 # is none: a DBA's file is never overwritten); the systemd unit, with its paths set for PREFIX, into

@@ -20,7 +20,8 @@ std::string usage_text() {
            "            [ -k KEY_FILE ] [ -n ] [ -D ] [ -d ]\n"
            "  splitpool [ -f CONFIG_FILE ] [ -m SHUTDOWN-MODE ] stop\n"
            "  splitpool [ -f CONFIG_FILE ] reload\n"
-           "  splitpool [ -f CONFIG_FILE ] --check-config\n\n"
+           "  splitpool [ -f CONFIG_FILE ] --check-config\n"
+           "  splitpool import-pgpool-conf PGPOOL_CONF > splitpool.toml\n\n"
            "Common options:\n"
            "  -a, --hba-file=HBA_CONFIG_FILE   set the path to the pool_hba.conf file\n"
            "  -f, --config-file=CONFIG_FILE    set the path to the splitpool.toml file\n"
@@ -32,6 +33,7 @@ std::string usage_text() {
            "Start options:\n"
            "  -C, --check-config               validate the configuration file and exit\n"
            "      --sample-config              print the fully commented sample configuration\n"
+           "      --config-reference           print the configuration reference (Markdown)\n"
            "  -d, --debug                      debug mode (log_min_messages = debug1)\n"
            "  -D, --discard-status             discard the saved node status\n"
            "  -n, --dont-detach                do not detach from the terminal (run in the foreground)\n\n"
@@ -39,7 +41,11 @@ std::string usage_text() {
            "  -m, --mode=SHUTDOWN-MODE         smart (wait for clients), fast or immediate; s, f, i\n\n"
            "Commands:\n"
            "  stop                             stop the daemon named by pid_file_name, waiting until it is gone\n"
-           "  reload                           make the daemon re-read its configuration (SIGHUP)\n\n"
+           "  reload                           make the daemon re-read its configuration (SIGHUP)\n"
+           "  import-pgpool-conf PGPOOL_CONF   convert a pgpool.conf into splitpool's TOML on stdout; parameters\n"
+           "                                   splitpool does not support are listed (in the output and on\n"
+           "                                   stderr) with the reason; exits 1 on a value splitpool would\n"
+           "                                   refuse, naming the pgpool.conf line\n\n"
            "Signals to the main process:\n"
            "  SIGHUP reload, SIGTERM smart stop, SIGINT fast stop, SIGQUIT immediate stop,\n"
            "  SIGUSR1 start a new log file (logging_collector = on; pcp_log_rotate does the same)\n\n"
@@ -77,6 +83,7 @@ CliResult parse_cli(int argc, char** argv) {
                                    {"dont-detach", no_argument, nullptr, 'n'},
                                    {"check-config", no_argument, nullptr, 'C'},
                                    {"sample-config", no_argument, nullptr, 'S'},
+                                   {"config-reference", no_argument, nullptr, 'R'},
                                    {nullptr, 0, nullptr, 0}};
     Options o;
     o.config_file = default_config_file();
@@ -94,6 +101,7 @@ CliResult parse_cli(int argc, char** argv) {
         case 'n': o.foreground = true; break;
         case 'C': o.command = Command::CheckConfig; break;
         case 'S': o.command = Command::SampleConfig; return {o, ""};
+        case 'R': o.command = Command::ConfigReference; return {o, ""};
         case 'h': o.command = Command::Help; return {o, ""};
         case 'v': o.command = Command::Version; return {o, ""};
         case 'm':
@@ -109,6 +117,11 @@ CliResult parse_cli(int argc, char** argv) {
         std::string word = argv[optind++];
         if (word == "stop") o.command = Command::Stop;
         else if (word == "reload") o.command = Command::Reload;
+        else if (word == "import-pgpool-conf") {
+            if (optind >= argc) return {std::nullopt, "import-pgpool-conf needs the path of a pgpool.conf"};
+            o.command = Command::ImportPgpoolConf;
+            o.import_file = argv[optind++];
+        }
         else return {std::nullopt, "unknown command \"" + word + "\""};
     }
     if (optind < argc) return {std::nullopt, std::string("too many arguments: \"") + argv[optind] + "\""};

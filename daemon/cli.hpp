@@ -6,7 +6,7 @@
 
 namespace splitpool::daemon {
 
-enum class Command { Start, Stop, Reload, CheckConfig, SampleConfig, Version, Help };
+enum class Command { Start, Stop, Reload, CheckConfig, SampleConfig, ConfigReference, ImportPgpoolConf, Version, Help };
 
 struct Options {
     Command command = Command::Start;
@@ -18,6 +18,7 @@ struct Options {
     bool discard_status = false;  // -D
     bool debug = false;        // -d
     std::string stop_mode = "smart";  // -m smart|fast|immediate (or s|f|i)
+    std::string import_file;   // import-pgpool-conf FILE
 };
 
 struct CliResult {

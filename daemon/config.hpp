@@ -152,6 +152,8 @@ struct KeyInfo {
     std::string_view default_text;   // as written in the sample file
     ReloadPolicy reload;
     std::string_view description;    // one line, shown by pcp_pool_status / SHOW POOL_STATUS
+    std::string_view section = {};   // the sample file's section ("Connections"), set by config_keys()
+    std::string_view toml_default = {};  // the default as written in TOML ("\"5min\"", true), set by config_keys()
 };
 
 struct LoadResult {
@@ -207,6 +209,8 @@ std::string backend_store(BackendConfig& backend, std::string_view key, const Ra
 
 // Keys allowed inside a [[backend]] table, in sample-file order.
 const std::vector<std::string_view>& backend_key_names();
+// The same with their reload policy and description (type and defaults are not filled in).
+const std::vector<KeyInfo>& backend_key_infos();
 
 // Makes the relative file paths (pid_file_name, logdir, pool_passwd, log_directory) absolute under
 // config.config_dir; "" stays "" (pool_passwd = "" means none).

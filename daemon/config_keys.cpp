@@ -677,7 +677,11 @@ const std::vector<KeyInfo>& config_keys() {
     static const std::vector<KeyInfo> infos = [] {
         std::vector<KeyInfo> out;
         for (const Section& section : sections())
-            for (const KeyDef& k : section.keys) out.push_back(k.info);
+            for (const KeyDef& k : section.keys) {
+                out.push_back(k.info);
+                out.back().section = section.title;
+                out.back().toml_default = k.toml_default;
+            }
         return out;
     }();
     return infos;
@@ -701,6 +705,15 @@ const std::vector<std::string_view>& backend_key_names() {
         return out;
     }();
     return names;
+}
+
+const std::vector<KeyInfo>& backend_key_infos() {
+    static const std::vector<KeyInfo> infos = [] {
+        std::vector<KeyInfo> out;
+        for (const BackendKeyDef& d : backend_defs()) out.push_back(KeyInfo{d.name, "", "", d.reload, d.description});
+        return out;
+    }();
+    return infos;
 }
 
 void config_resolve_paths(Config& config) {

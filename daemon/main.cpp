@@ -10,6 +10,7 @@
 
 #include "daemon/cli.hpp"
 #include "daemon/config.hpp"
+#include "daemon/config_reference.hpp"
 #include "daemon/io/conn.hpp"
 #include "daemon/listener.hpp"
 #include "daemon/log.hpp"
@@ -19,6 +20,7 @@
 #include "daemon/metrics.hpp"
 #include "pcp/server.hpp"
 #include "shm/status_table.hpp"
+#include "tools/pgpool_import.hpp"
 
 #ifndef SPLITPOOL_VERSION
 #define SPLITPOOL_VERSION "0.1.0"
@@ -181,6 +183,11 @@ int main(int argc, char** argv) {
         fputs(sample_config_text().c_str(), stdout);
         return 0;
     }
+    if (options.command == Command::ConfigReference) {
+        fputs(config_reference_markdown().c_str(), stdout);
+        return 0;
+    }
+    if (options.command == Command::ImportPgpoolConf) return splitpool::tools::import_pgpool_conf_command(options.import_file);
     LoadResult loaded = load_config(options.config_file);
     if (!loaded.config) {
         for (const auto& e : loaded.errors) fprintf(stderr, "%s\n", e.c_str());

@@ -54,6 +54,7 @@ LIB_SRCS := \
 	daemon/session_model.cpp \
 	daemon/health.cpp \
 	daemon/sr_check.cpp \
+	daemon/primary_vote.cpp \
 	daemon/hook.cpp \
 	daemon/node_status_file.cpp \
 	daemon/balancer.cpp \
@@ -112,7 +113,8 @@ UNIT_SRCS := \
 	test/unit/hba_test.cpp \
 	test/unit/pool_passwd_test.cpp \
 	test/unit/scram_server_test.cpp \
-	test/unit/tls_test.cpp
+	test/unit/tls_test.cpp \
+	test/unit/failover_test.cpp
 
 LIB_OBJS  := $(LIB_SRCS:%.cpp=$(BUILD)/%.o)
 UNIT_OBJS := $(UNIT_SRCS:%.cpp=$(BUILD)/%.o)

@@ -68,23 +68,23 @@ void note_round(shm::NodeSlot& n, bool ok, int retries, int64_t duration_ms) {
 // One round: a login, retried; true when the node answered.
 bool check_round(const Config& c, shm::StatusTable& table, int node, std::string* why) {
     shm::NodeSlot& n = table.node(node);
+    const HealthCheckSettings hc = health_check_settings(c, node);
     int64_t started = io::now_ms();
     int retries = 0;
     bool ok = false;
     for (;;) {
         n.health_check_total.fetch_add(1);
-        LoginResult r = check_login(c, node, c.health_check_user, c.health_check_password, c.health_check_database,
-                                    c.health_check_timeout);
+        LoginResult r = check_login(c, node, hc.user, hc.password, hc.database, hc.timeout, hc.connect_timeout);
         ok = r.conn != nullptr;
         (ok ? n.health_check_success : n.health_check_fail).fetch_add(1);
-        if (ok || retries >= c.health_check_max_retries || g_worker_stop) {
+        if (ok || retries >= hc.max_retries || g_worker_stop) {
             if (!ok) *why = r.log_message;
             break;
         }
         ++retries;
         n.health_check_retries.fetch_add(1);
         PROXY_LOG(Log, "health check retrying on DB node: %d (round:%d): %s", node, retries, r.log_message.c_str());
-        nap(int64_t(c.health_check_retry_delay) * 1000);
+        nap(int64_t(hc.retry_delay) * 1000);
     }
     note_round(n, ok, retries, io::now_ms() - started);
     return ok;
@@ -93,10 +93,11 @@ bool check_round(const Config& c, shm::StatusTable& table, int node, std::string
 }  // namespace
 
 LoginResult check_login(const Config& c, int node, const std::string& user, const std::string& password,
-                        const std::string& database, int timeout_s) {
+                        const std::string& database, int timeout_s, int connect_timeout_ms) {
     const BackendConfig& b = c.backends[size_t(node)];
-    BackendAddress address{node, b.hostname, b.port, c.connect_timeout};
-    if (timeout_s > 0) address.connect_timeout_ms = std::min(c.connect_timeout, timeout_s * 1000);
+    BackendAddress address{node, b.hostname, b.port, connect_timeout_ms};
+    if (timeout_s > 0 && (connect_timeout_ms <= 0 || connect_timeout_ms > timeout_s * 1000))
+        address.connect_timeout_ms = timeout_s * 1000;
     proto::StartupMessage startup;
     startup.protocol = proto::kProtocolVersion3;
     startup.params = {{"user", user.empty() ? "postgres" : user},
@@ -175,7 +176,7 @@ void run_health_check(const Config& c, shm::StatusTable& table, int node) {
             table.node(node).health_check_skip.fetch_add(1);
             table.node(node).health_check_last_skip = int64_t(time(nullptr));
         }
-        nap(int64_t(c.health_check_period) * 1000);
+        nap(int64_t(health_check_settings(c, node).period) * 1000);
     }
     _exit(0);
 }

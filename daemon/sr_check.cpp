@@ -67,7 +67,7 @@ private:
         auto& conn = conns_[size_t(node)];
         if (!conn) {
             LoginResult r = check_login(c_, node, c_.sr_check_user, c_.sr_check_password, c_.sr_check_database,
-                                        c_.health_check_timeout > 0 ? c_.health_check_timeout : 20);
+                                        c_.health_check_timeout > 0 ? c_.health_check_timeout : 20, c_.connect_timeout);
             if (!r.conn) {
                 PROXY_LOG(Debug1, "streaming replication check: node %d: %s", node, r.log_message.c_str());
                 return std::nullopt;

@@ -1,6 +1,7 @@
 """Health checks, the streaming replication check, lag-aware routing and node status that survives a
 restart, against the real cluster. Node facts are compared with what the nodes themselves report."""
 
+import re
 import socket
 import threading
 import time
@@ -150,3 +151,23 @@ def test_health_check_of_a_node_that_never_answers_times_out_without_blocking_se
         assert "number of failed transactions: 0" in result["p"].stdout or "failed" not in result["p"].stdout
     finally:
         silent.close()
+
+
+def test_per_node_health_check_override_is_used_for_that_node_only(splitpool, cluster):
+    """Top-level health checks off; node 1 and node 2 turn them on in their [[backend]] tables, node 1
+    with a user that does not exist (DISALLOW_TO_FAILOVER, so it is only counted and logged)."""
+    backends = cluster.backends()
+    backends[1].update(health_check_period=1, health_check_user="no_such_hc_user", health_check_max_retries=0)
+    backends[2].update(health_check_period="1s", health_check_user="postgres", health_check_database="sp_test",
+                       health_check_max_retries=0, connect_timeout=2000)
+    sp = splitpool(backend=backends, health_check_period=0, health_check_user="postgres", sr_check_period=0)
+    wait_until(lambda: int(health_stats(sp)[2]["success_count"]) >= 2 and int(health_stats(sp)[1]["fail_count"]) >= 2,
+               15, "two rounds on node 1 and node 2")
+    stats = health_stats(sp)
+    assert int(stats[0]["total_count"]) == 0, stats[0]          # no override, global period 0
+    assert int(stats[2]["fail_count"]) == 0, stats[2]
+    assert int(stats[1]["success_count"]) == 0, stats[1]
+    assert re.search(r'health check failed on DB node 1: .*"no_such_hc_user"', sp.log_text())
+    assert pool_nodes(sp)[1]["status"] != "down"                  # DISALLOW_TO_FAILOVER
+    status = psql(sp.port, "show pool_status").stdout
+    assert "health_check_period2|1|" in status and "health_check_user1|no_such_hc_user|" in status, status

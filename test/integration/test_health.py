@@ -171,3 +171,33 @@ def test_per_node_health_check_override_is_used_for_that_node_only(splitpool, cl
     assert pool_nodes(sp)[1]["status"] != "down"                  # DISALLOW_TO_FAILOVER
     status = psql(sp.port, "show pool_status").stdout
     assert "health_check_period2|1|" in status and "health_check_user1|no_such_hc_user|" in status, status
+
+
+def test_empty_check_passwords_are_looked_up_in_pool_passwd(splitpool, cluster, tmp_path):
+    """health_check_password and sr_check_password empty: each node's check user is found in pool_passwd
+    (AES with the key file, md5, TEXT), as pgpool does; without the key file the AES user fails."""
+    from authkit import aes_entry, md5_entry, start, write_key_file, write_pool_passwd
+    backends = cluster.backends()
+    backends[0]["health_check_user"] = "plainuser"   # scram-sha-256 in pg_hba: TEXT entry
+    backends[1]["health_check_user"] = "digoal"      # scram-sha-256: AES entry
+    backends[2]["health_check_user"] = "md5user"     # md5: md5 entry
+    keys = checked(cluster, health_check_password="", sr_check_user="digoal", sr_check_password="",
+                   health_check_max_retries=0, pool_passwd="pool_passwd")
+    sp = splitpool.prepare(backend=backends, **keys)
+    write_pool_passwd(sp, {"plainuser": "TEXTplainpass", "digoal": aes_entry("pwd123"),
+                           "md5user": md5_entry("md5user", "md5pass")})
+    start(sp, env={"PGPOOLKEYFILE": str(write_key_file(tmp_path))})
+    wait_until(lambda: all(int(s["success_count"]) >= 2 for s in health_stats(sp).values()), 15,
+               "two successful health checks on every node")
+    assert all(int(s["fail_count"]) == 0 for s in health_stats(sp).values()), health_stats(sp)
+    wait_until(lambda: pool_nodes(sp)[1]["replication_state"] == "streaming", 15, "sr_check as digoal (AES)")
+    sp.stop()
+
+    sp2 = splitpool.prepare(backend=backends, **keys)
+    write_pool_passwd(sp2, {"plainuser": "TEXTplainpass", "digoal": aes_entry("pwd123"),
+                            "md5user": md5_entry("md5user", "md5pass")})
+    start(sp2, env={"PGPOOLKEYFILE": str(tmp_path / "no-such-key")})
+    sp2.wait_for_log(r'health check failed on DB node 1: .*AES pool_passwd entry of user "digoal" cannot be '
+                     r'decrypted: no key file', timeout=15)
+    assert int(health_stats(sp2)[2]["fail_count"]) == 0
+    assert "pwd123" not in sp2.log_text() and "md5pass" not in sp2.log_text()

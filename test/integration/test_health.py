@@ -201,3 +201,50 @@ def test_empty_check_passwords_are_looked_up_in_pool_passwd(splitpool, cluster, 
                      r'decrypted: no key file', timeout=15)
     assert int(health_stats(sp2)[2]["fail_count"]) == 0
     assert "pwd123" not in sp2.log_text() and "md5pass" not in sp2.log_text()
+
+
+def test_checked_state_in_pool_nodes_pcp_node_info_and_metrics_matches_the_nodes(splitpool, cluster, ports):
+    """pg_is_in_recovery() on each node and the primary's pg_stat_replication, against SHOW POOL_NODES,
+    pcp_node_info and /metrics; SHOW POOL_HEALTH_CHECK_STATS against the metrics' health counters."""
+    from test_admin import _try_scrape, parse_metrics
+    mport, _ = ports.pair()
+    sp = splitpool.prepare(backend=cluster.backends(), metrics_listen_addresses="127.0.0.1", metrics_port=mport,
+                           **checked(cluster))
+    write_pcp_files(sp)
+    sp.start()
+    cluster.wait_replicas_caught_up()
+    wait_until(lambda: all(pool_nodes(sp)[k]["replication_state"] == "streaming" and
+                           pool_nodes(sp)[k]["replication_delay"] == "0" for k in (1, 2)), 20,
+               "both standbys streaming and caught up in SHOW POOL_NODES")
+    wait_until(lambda: all(int(s["success_count"]) >= 2 for s in health_stats(sp).values()), 15, "health checks")
+    label = lambda i: f'{{node="{i}",hostname="127.0.0.1",port="{cluster.ports[i]}"'
+    nodes = pool_nodes(sp)
+    replication = {r.split("|")[0]: r.split("|")[1:] for r in cluster.sql(
+        0, "select application_name || '|' || state || '|' || sync_state || '|' || "
+           "coalesce(extract(epoch from replay_lag), 0) from pg_stat_replication").split()}
+    metrics = parse_metrics(wait_until(lambda: _try_scrape(mport), 10, "the metrics endpoint"))
+    for k in range(3):
+        in_recovery = cluster.sql(k, "select pg_is_in_recovery()") == "t"
+        role = "standby" if in_recovery else "primary"
+        assert nodes[k]["pg_role"] == role and nodes[k]["role"] == role, nodes[k]
+        info = pcp(sp, "pcp_node_info", "-n", k).stdout.split()
+        assert role in info[6:8], info
+        assert metrics["splitpool_node_reported_primary" + label(k) + "}"] == (0 if in_recovery else 1)
+        assert metrics["splitpool_node_primary" + label(k) + "}"] == (0 if in_recovery else 1)
+        if not in_recovery:
+            continue
+        state, sync, lag = replication[f"node{k}"]
+        assert (nodes[k]["replication_state"], nodes[k]["replication_sync_state"]) == (state, sync)
+        assert info[9:11] == [state, sync], info
+        assert metrics[f'splitpool_node_replication_state{label(k)},state="{state}",sync_state="{sync}"}}'] == 1
+        assert "splitpool_node_replication_lag_seconds" + label(k) + "}" in metrics
+        assert metrics["splitpool_node_replication_delay_bytes" + label(k) + "}"] >= 0
+        print(f"node {k}: {state}/{sync}, replay_lag {lag} s on the primary, "
+              f"{metrics['splitpool_node_replication_lag_seconds' + label(k) + '}']} s in /metrics")
+    stats = health_stats(sp)
+    after = parse_metrics(_try_scrape(mport))
+    for k in range(3):
+        # counters only grow: what SHOW said a moment ago is at most what /metrics says now
+        assert after[f'splitpool_node_health_checks_total{label(k)},result="success"}}'] >= int(stats[k]["success_count"])
+        assert after["splitpool_node_health_check_duration_seconds_count" + label(k) + "}"] >= 2
+        assert after["splitpool_node_health_check_last_success_timestamp_seconds" + label(k) + "}"] > 0

@@ -163,3 +163,41 @@ def test_no_committed_transaction_is_lost_while_a_standby_stops_and_starts(split
     assert rows == committed, out
     assert not re.search(r"client \d+ aborted", out), out
     assert committed == 2000, out
+
+
+def test_cancel_reaches_the_node_running_the_statement_of_a_two_node_transaction(splitpool, cluster, table):
+    """The transaction read on standby 2, then wrote on the primary; its pg_sleep runs on the primary.
+    The cancel goes to both of the session's nodes at once (pgpool sleeps a second between nodes)."""
+    sp = splitpool(backend=cluster.backends(weights=(0, 0, 1)), **reference_keys())
+    with connect(sp.port, dbname="sp_test", autocommit=False, application_name="two_node_cancel") as c:
+        assert c.execute("select inet_server_port()").fetchone()[0] == cluster.ports[2]
+        c.execute("insert into ft values (2000, 'cancel') on conflict (id) do nothing")
+        result = {}
+
+        def sleep():
+            started = time.monotonic()
+            try:
+                c.execute("select pg_sleep(30), inet_server_port()")
+            except psycopg.Error as e:
+                result["error"] = e
+            result["seconds"] = time.monotonic() - started
+
+        t = threading.Thread(target=sleep)
+        t.start()
+        wait_until(lambda: cluster.sql(0, "select count(*) from pg_stat_activity where application_name = "
+                                          "'two_node_cancel' and state = 'active' and query like '%pg_sleep%'") == "1",
+                   10, "pg_sleep running on the primary")
+        on_standby = cluster.sql(2, "select state from pg_stat_activity where application_name = 'two_node_cancel'")
+        assert on_standby == "idle in transaction", on_standby
+        asked = time.monotonic()
+        c.cancel()
+        t.join(30)
+        print(f"cancel: the statement ended {time.monotonic() - asked:.3f} s after the cancel request "
+              f"({result.get('seconds', 0):.3f} s after it started)")
+        assert isinstance(result.get("error"), psycopg.errors.QueryCanceled), result
+        assert result["error"].sqlstate == "57014"
+        with pytest.raises(psycopg.errors.InFailedSqlTransaction):
+            c.execute("select 1")
+        c.rollback()
+        assert c.execute("select count(*) from ft where id = 2000").fetchone()[0] == 0  # rolled back everywhere
+    assert "could not forward cancel request" not in sp.log_text()

@@ -105,6 +105,7 @@ private:
     bool start_tls();
     bool authenticate();
     bool await_primary();
+    bool set_fits_nodes() const;
     bool authenticate_by_hba();
     bool reauthenticate_for_pooled_set();
     bool provide_credential(int32_t auth_code, Credential& cred, std::string& client_error);
@@ -361,6 +362,17 @@ bool Session::reauthenticate_for_pooled_set() {
     return true;
 }
 
+// A cached set made before the nodes changed: it must hold the current primary's connection and
+// none to a detached node (the child's idle tick drops those too, but a client may come first).
+bool Session::set_fits_nodes() const {
+    if (!set_->conn(primary_node(ctx_))) return false;
+    for (size_t i = 0; i < set_->nodes.size(); ++i)
+        if (set_->nodes[i] && int(i) < ctx_.table.num_nodes() &&
+            ctx_.table.node(int(i)).status.load() == uint8_t(shm::NodeStatus::Down))
+            return false;
+    return true;
+}
+
 // While a failover looks for the new primary (primary_node -1), a new client waits for it, as
 // pgpool's clients wait out a failover, for up to connect_timeout; then it gets a clear FATAL
 // instead of a refused connection to the node that failed.
@@ -388,6 +400,7 @@ bool Session::authenticate() {
     if (!await_primary()) return false;
     if (!replication_) set_ = ctx_.pool.take(startup_.pool_key());
     if (set_ && !set_->usable()) set_.reset();  // the server ended a pooled connection meanwhile
+    if (set_ && !set_fits_nodes()) set_.reset();
     if (set_ && must_be_judged_by_backend_) set_.reset();
     if (set_ && !reauthenticate_for_pooled_set()) return false;
     if (set_) return true;

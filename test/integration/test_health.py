@@ -248,3 +248,50 @@ def test_checked_state_in_pool_nodes_pcp_node_info_and_metrics_matches_the_nodes
         assert after[f'splitpool_node_health_checks_total{label(k)},result="success"}}'] >= int(stats[k]["success_count"])
         assert after["splitpool_node_health_check_duration_seconds_count" + label(k) + "}"] >= 2
         assert after["splitpool_node_health_check_last_success_timestamp_seconds" + label(k) + "}"] > 0
+
+
+def app_connections(cluster, node, app):
+    return int(cluster.sql(node, f"select count(*) from pg_stat_activity where application_name = '{app}'"))
+
+
+def test_idle_limit_and_pooled_connections_when_a_node_is_detached_during_idle(splitpool, cluster):
+    """client_idle_limit still ends a client idle across a detach; the cached connections of a set that
+    used the detached node are closed (as pgpool's failover restarts such children); connection_life_time
+    still expires the sets made afterwards."""
+    from helpers import RawClient
+    sp = splitpool.prepare(backend=flagged(cluster, (0, 0, 1)), num_init_children=1, client_idle_limit=2,
+                           connection_life_time=3, child_life_time=0, health_check_period=0, sr_check_period=0)
+    write_pcp_files(sp)
+    sp.start()
+    idle = RawClient(sp.port, params={"application_name": "idle_detach"}).startup()
+    assert idle.query("select inet_server_port()") == [[str(cluster.ports[2])]]
+    pcp(sp, "pcp_detach_node", "-n", "2")
+    error = idle.wait_for_error(10)
+    assert error is not None and error["C"] == "57P05", error
+    idle.close()
+    wait_until(lambda: app_connections(cluster, 2, "idle_detach") == 0 and app_connections(cluster, 0, "idle_detach") == 0,
+               10, "the cached set that used node 2 to be closed")
+    after = RawClient(sp.port, params={"application_name": "after_detach"}).startup()
+    assert after.query("select inet_server_port()") == [[str(cluster.ports[0])]]
+    after.close()
+    assert app_connections(cluster, 0, "after_detach") == 1   # cached
+    wait_until(lambda: app_connections(cluster, 0, "after_detach") == 0, 10, "connection_life_time to expire it")
+    pcp(sp, "pcp_attach_node", "-n", "2")
+
+
+def test_child_max_connections_and_child_life_time_while_nodes_change_state(splitpool, cluster):
+    sp = splitpool.prepare(backend=flagged(cluster, (0, 0, 1)), num_init_children=1, child_max_connections=2,
+                           child_life_time=2, health_check_period=0, sr_check_period=0)
+    write_pcp_files(sp)
+    sp.start()   # its readiness probe was the child's first client
+    first = set(sp.children())
+    assert psql(sp.port, "select inet_server_port()").stdout.strip() == str(cluster.ports[2])
+    # the second client was the last: the child is replaced
+    new_child = lambda before: (lambda: (set(sp.children()) - before - {sp.pid}) or None)
+    second = wait_until(new_child(first), 10, "child_max_connections to replace the child")
+    pcp(sp, "pcp_detach_node", "-n", "2")
+    assert psql(sp.port, "select inet_server_port()").stdout.strip() == str(cluster.ports[0])
+    pcp(sp, "pcp_attach_node", "-n", "2")
+    # one client served, then idle: child_life_time retires it
+    wait_until(new_child(first | second), 10, "child_life_time to replace the child")
+    assert psql(sp.port, "select inet_server_port()").stdout.strip() == str(cluster.ports[2])

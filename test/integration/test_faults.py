@@ -65,7 +65,11 @@ def test_pgbench_survives_a_standby_stopped_under_it(splitpool, cluster, table):
     with StoppedStandby(cluster, 2) as standby:
         t = threading.Thread(target=run)
         t.start()
-        time.sleep(2.5)  # pgbench is mid-run (its sessions are balanced over both standbys)
+        # pgbench is mid-run once its sessions are on standby 2 (they are balanced over both standbys)
+        wait_until(lambda: int(cluster.sql(2, "select count(*) from pg_stat_activity where application_name = "
+                                              "'pgbench' and datname = 'sp_other'")) >= 1 or not t.is_alive(),
+                   15, "pgbench sessions on standby 2")
+        assert t.is_alive(), "pgbench ended before the standby was stopped"
         standby.stop()
         t.join(timeout=60)
     proc = result["proc"]

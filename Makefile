@@ -57,6 +57,7 @@ LIB_SRCS := \
 	daemon/session_model.cpp \
 	daemon/health.cpp \
 	daemon/sr_check.cpp \
+	daemon/primary_vote.cpp \
 	daemon/hook.cpp \
 	daemon/node_status_file.cpp \
 	daemon/balancer.cpp \
@@ -121,7 +122,8 @@ UNIT_SRCS := \
 	test/unit/tls_test.cpp \
 	test/unit/logging_test.cpp \
 	test/unit/pgpool_import_test.cpp \
-	test/unit/config_reference_test.cpp
+	test/unit/config_reference_test.cpp \
+	test/unit/failover_test.cpp
 
 LIB_OBJS  := $(LIB_SRCS:%.cpp=$(BUILD)/%.o)
 UNIT_OBJS := $(UNIT_SRCS:%.cpp=$(BUILD)/%.o)

@@ -267,6 +267,8 @@ std::string current_value(const Config& config, const shm::StatusTable& table, c
     if (is_known_key(key)) return config_value_string(config, key);
     for (const pcp::ConfigItem& item : pcp::backend_items(table))
         if (item.name == key) return item.value;
+    for (auto& [name, value] : config_backend_values(config))  // per-node overrides: health_check_period0
+        if (name == key) return value;
     *found = false;
     return {};
 }

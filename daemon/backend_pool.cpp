@@ -46,6 +46,14 @@ void BackendPool::expire(int64_t now_ms, int life_time_s) {
     std::erase_if(sets_, [&](const auto& s) { return now_ms - s->last_used_ms >= int64_t(life_time_s) * 1000; });
 }
 
+size_t BackendPool::drop_using(const std::function<bool(int node)>& gone) {
+    return std::erase_if(sets_, [&](const auto& s) {
+        for (size_t i = 0; i < s->nodes.size(); ++i)
+            if (s->nodes[i] && gone(int(i))) return true;
+        return false;
+    });
+}
+
 std::string password_digest(const std::string& password, const std::string& salt_source) {
     unsigned char md[EVP_MAX_MD_SIZE];
     unsigned int len = 0;

@@ -2,6 +2,7 @@
 // parameters), kept between clients so the next matching client skips connecting and logging in.
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -38,6 +39,9 @@ public:
     void put(std::unique_ptr<BackendSet> set);
     // Drops sets idle longer than `life_time_s` (connection_life_time; 0 = never).
     void expire(int64_t now_ms, int life_time_s);
+    // Drops every set holding a connection to a node `gone(node)` says was detached, as pgpool's
+    // failover restarts the children that hold such connections; returns how many were dropped.
+    size_t drop_using(const std::function<bool(int node)>& gone);
     void clear() { sets_.clear(); }
     size_t size() const { return sets_.size(); }
     void set_max(int max_sets) { max_sets_ = max_sets; }

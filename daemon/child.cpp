@@ -118,6 +118,10 @@ private:
     void tick() {
         int64_t now = io::now_ms();
         pool_.expire(now, config_.connection_life_time);
+        size_t dropped = pool_.drop_using([this](int node) {
+            return node < table_.num_nodes() && table_.node(node).status.load() == uint8_t(shm::NodeStatus::Down);
+        });
+        if (dropped) PROXY_LOG(Debug1, "dropped %zu cached connection set(s) using a detached node", dropped);
         // child_life_time only retires children that served someone, as pgpool does.
         int life = config_.child_life_time;
         if (life > 0 && served_ > 0 && now - idle_since_ms_ >= int64_t(life) * 1000) {

@@ -19,6 +19,15 @@ enum NodeFlag : unsigned {
     kFlagAlwaysPrimary = 1u << 2,
 };
 
+// One node's own health-check settings (pgpool's health_check_period0, health_check_user0, ...,
+// here keys of its [[backend]] table): an unset one takes the top-level key.
+struct HealthCheckOverride {
+    std::optional<int> period, timeout, retry_delay;   // seconds
+    std::optional<int> max_retries;
+    std::optional<int> connect_timeout;                // milliseconds
+    std::optional<std::string> user, password, database;
+};
+
 struct BackendConfig {
     std::string hostname;            // host name, IP, or a Unix socket directory starting with '/'
     int port = 5432;
@@ -26,6 +35,13 @@ struct BackendConfig {
     unsigned flags = kFlagAllowToFailover;
     std::string application_name;
     std::string data_directory;
+    HealthCheckOverride health_check;
+};
+
+// What the health check of one node uses: its overrides over the top-level keys.
+struct HealthCheckSettings {
+    int period = 0, timeout = 20, retry_delay = 1, max_retries = 0, connect_timeout = 10000;
+    std::string user, password, database;
 };
 
 // Times are stored in the pgpool base unit named in the field's comment.
@@ -186,6 +202,9 @@ std::vector<std::string> restart_only_changes(const Config& old_config, const Co
 // backend_flag0, backend_application_name0, backend_data_directory0, ... (SHOW POOL_STATUS order).
 // config_value_string() also answers these names.
 std::vector<std::pair<std::string, std::string>> config_backend_values(const Config& config);
+
+// The health-check settings of node `node` (its [[backend]] overrides, else the top-level keys).
+HealthCheckSettings health_check_settings(const Config& config, int node);
 
 // Flags as pgpool writes backend_flag: "ALLOW_TO_FAILOVER", "ALWAYS_PRIMARY|DISALLOW_TO_FAILOVER".
 std::string backend_flag_string(unsigned flags);

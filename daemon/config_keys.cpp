@@ -597,7 +597,45 @@ struct BackendKeyDef {
     std::string_view description;
     std::function<std::string(BackendConfig&, const RawValue&)> store;
     std::function<std::string(const BackendConfig&)> show;
+    bool per_node_override = false;  // pgpool names it <name>N (health_check_period0), shown only when set
 };
+
+// A per-node health-check duration (base_ms 1000: seconds, 1: milliseconds) or count (base_ms 0).
+BackendKeyDef health_override(std::string_view name, std::string_view description,
+                              std::optional<int> HealthCheckOverride::*field, int64_t base_ms) {
+    BackendKeyDef d{name, ReloadPolicy::Reload, description, {}, {}, true};
+    d.store = [field, base_ms](BackendConfig& b, const RawValue& v) {
+        int64_t n = v.integer;
+        if (v.type == RawValue::Type::String && base_ms > 0) {
+            if (std::string problem = parse_time(v.text, base_ms, n); !problem.empty()) return problem;
+        } else if (v.type != RawValue::Type::Integer) {
+            return std::string(base_ms > 0 ? "expected an integer or a string with units (\"30s\"), got "
+                                           : "expected an integer, got ") + type_name(v);
+        }
+        std::string problem = range_problem(n, 0, base_ms > 0 ? kIntMax : 1000000);
+        if (problem.empty()) b.health_check.*field = int(n);
+        return problem;
+    };
+    d.show = [field](const BackendConfig& b) {
+        return (b.health_check.*field) ? std::to_string(*(b.health_check.*field)) : std::string();
+    };
+    return d;
+}
+
+BackendKeyDef health_override_text(std::string_view name, std::string_view description,
+                                   std::optional<std::string> HealthCheckOverride::*field, bool secret) {
+    BackendKeyDef d{name, ReloadPolicy::Reload, description, {}, {}, true};
+    d.store = [field](BackendConfig& b, const RawValue& v) {
+        if (v.type != RawValue::Type::String) return "expected a string, got " + type_name(v);
+        b.health_check.*field = v.text;
+        return std::string();
+    };
+    d.show = [field, secret](const BackendConfig& b) {
+        const auto& value = b.health_check.*field;
+        return !value ? std::string() : secret ? std::string("********") : *value;
+    };
+    return d;
+}
 
 std::string store_string(std::string& field, const RawValue& v) {
     if (v.type != RawValue::Type::String) return "expected a string, got " + type_name(v);
@@ -642,6 +680,20 @@ const std::vector<BackendKeyDef>& backend_defs() {
         {"data_directory", R, "the node's data directory (online recovery)",
          [](B& b, const RawValue& v) { return store_string(b.data_directory, v); },
          [](const B& b) { return b.data_directory; }},
+        // pgpool's per-node health_check_*N: this node's values over the top-level keys
+        health_override("health_check_period", "this node's health_check_period", &HealthCheckOverride::period, 1000),
+        health_override("health_check_timeout", "this node's health_check_timeout", &HealthCheckOverride::timeout, 1000),
+        health_override_text("health_check_user", "this node's health_check_user", &HealthCheckOverride::user, false),
+        health_override_text("health_check_password", "this node's health_check_password (empty: pool_passwd)",
+                             &HealthCheckOverride::password, true),
+        health_override_text("health_check_database", "this node's health_check_database",
+                             &HealthCheckOverride::database, false),
+        health_override("health_check_max_retries", "this node's health_check_max_retries",
+                        &HealthCheckOverride::max_retries, 0),
+        health_override("health_check_retry_delay", "this node's health_check_retry_delay",
+                        &HealthCheckOverride::retry_delay, 1000),
+        health_override("connect_timeout", "this node's connect_timeout for its health check (milliseconds)",
+                        &HealthCheckOverride::connect_timeout, 1),
     };
     return defs;
 }
@@ -738,16 +790,35 @@ std::string backend_flag_string(unsigned flags) {
 std::vector<std::pair<std::string, std::string>> config_backend_values(const Config& config) {
     std::vector<std::pair<std::string, std::string>> out;
     for (size_t i = 0; i < config.backends.size(); ++i)
-        for (const BackendKeyDef& d : backend_defs())
-            out.emplace_back("backend_" + std::string(d.name) + std::to_string(i), d.show(config.backends[i]));
+        for (const BackendKeyDef& d : backend_defs()) {
+            std::string value = d.show(config.backends[i]);
+            if (d.per_node_override && value.empty()) continue;
+            out.emplace_back((d.per_node_override ? "" : "backend_") + std::string(d.name) + std::to_string(i), value);
+        }
     return out;
+}
+
+HealthCheckSettings health_check_settings(const Config& c, int node) {
+    HealthCheckSettings s{c.health_check_period, c.health_check_timeout, c.health_check_retry_delay,
+                          c.health_check_max_retries, c.connect_timeout, c.health_check_user,
+                          c.health_check_password, c.health_check_database};
+    if (node < 0 || size_t(node) >= c.backends.size()) return s;
+    const HealthCheckOverride& o = c.backends[size_t(node)].health_check;
+    s.period = o.period.value_or(s.period);
+    s.timeout = o.timeout.value_or(s.timeout);
+    s.retry_delay = o.retry_delay.value_or(s.retry_delay);
+    s.max_retries = o.max_retries.value_or(s.max_retries);
+    s.connect_timeout = o.connect_timeout.value_or(s.connect_timeout);
+    s.user = o.user.value_or(s.user);
+    s.password = o.password.value_or(s.password);
+    s.database = o.database.value_or(s.database);
+    return s;
 }
 
 std::string config_value_string(const Config& config, std::string_view key) {
     if (const KeyDef* def = find_def(key)) return def->show(config);
-    if (key.substr(0, 8) == "backend_")
-        for (auto& [name, value] : config_backend_values(config))
-            if (name == key) return value;
+    for (auto& [name, value] : config_backend_values(config))  // backend_port0, health_check_period0, ...
+        if (name == key) return value;
     return {};
 }
 

@@ -11,6 +11,8 @@
 #include <memory>
 #include <vector>
 
+#include "daemon/auth/aes.hpp"
+#include "daemon/auth/pool_passwd.hpp"
 #include "daemon/hook.hpp"
 #include "daemon/io/conn.hpp"
 #include "daemon/log.hpp"
@@ -69,23 +71,23 @@ void note_round(shm::NodeSlot& n, bool ok, int retries, int64_t duration_ms) {
 // One round: a login, retried; true when the node answered.
 bool check_round(const Config& c, shm::StatusTable& table, int node, std::string* why) {
     shm::NodeSlot& n = table.node(node);
+    const HealthCheckSettings hc = health_check_settings(c, node);
     int64_t started = io::now_ms();
     int retries = 0;
     bool ok = false;
     for (;;) {
         n.health_check_total.fetch_add(1);
-        LoginResult r = check_login(c, node, c.health_check_user, c.health_check_password, c.health_check_database,
-                                    c.health_check_timeout);
+        LoginResult r = check_login(c, node, hc.user, hc.password, hc.database, hc.timeout, hc.connect_timeout);
         ok = r.conn != nullptr;
         (ok ? n.health_check_success : n.health_check_fail).fetch_add(1);
-        if (ok || retries >= c.health_check_max_retries || g_worker_stop) {
+        if (ok || retries >= hc.max_retries || g_worker_stop) {
             if (!ok) *why = r.log_message;
             break;
         }
         ++retries;
         n.health_check_retries.fetch_add(1);
         PROXY_LOG(Log, "health check retrying on DB node: %d (round:%d): %s", node, retries, r.log_message.c_str());
-        nap(int64_t(c.health_check_retry_delay) * 1000);
+        nap(int64_t(hc.retry_delay) * 1000);
     }
     note_round(n, ok, retries, io::now_ms() - started);
     return ok;
@@ -93,14 +95,51 @@ bool check_round(const Config& c, shm::StatusTable& table, int node, std::string
 
 }  // namespace
 
-LoginResult check_login(const Config& c, int node, const std::string& user, const std::string& password,
-                        const std::string& database, int timeout_s) {
+// pgpool's rule for health_check_password and sr_check_password: empty means the user's pool_passwd
+// entry (AES decrypted with the key file, md5 or TEXT as they are). Read at each login, so an entry
+// pg_enc or pg_md5 adds is used without a reload. Empty with `problem` set when there is none.
+std::string pool_passwd_secret(const Config& c, const std::string& user, std::string* problem) {
+    if (c.pool_passwd.empty()) {
+        *problem = "the password is empty and pool_passwd is off";
+        return {};
+    }
+    auth::PoolPasswdLoad file = auth::load_pool_passwd(c.pool_passwd);
+    const auth::PasswordEntry* entry = file.ok ? file.file.find(user) : nullptr;
+    if (!entry) {
+        *problem = file.ok ? "the password is empty and pool_passwd has no entry for user \"" + user + "\""
+                           : "the password is empty and " + file.error;
+        return {};
+    }
+    switch (entry->kind) {
+    case auth::PasswordKind::Md5: return entry->value;
+    case auth::PasswordKind::ScramSha256:
+        *problem = "the pool_passwd entry of user \"" + user + "\" is a SCRAM verifier, which cannot log in";
+        return {};
+    default: break;
+    }
+    std::optional<std::string> key;
+    if (entry->kind == auth::PasswordKind::Aes) key = auth::read_pool_key(c.key_file).key;
+    std::optional<std::string> plain = auth::plaintext(*entry, key);
+    if (!plain) {
+        *problem = "the AES pool_passwd entry of user \"" + user + "\" cannot be decrypted" +
+                   (key ? std::string(" with the key file") : std::string(": no key file"));
+        return {};
+    }
+    return "TEXT" + *plain;  // so a password that starts with "md5" is not taken for a hash
+}
+
+LoginResult check_login(const Config& c, int node, const std::string& user, const std::string& given,
+                        const std::string& database, int timeout_s, int connect_timeout_ms) {
+    std::string problem;
+    std::string effective_user = user.empty() ? "postgres" : user;
+    const std::string password = given.empty() ? pool_passwd_secret(c, effective_user, &problem) : given;
     const BackendConfig& b = c.backends[size_t(node)];
-    BackendAddress address{node, b.hostname, b.port, c.connect_timeout};
-    if (timeout_s > 0) address.connect_timeout_ms = std::min(c.connect_timeout, timeout_s * 1000);
+    BackendAddress address{node, b.hostname, b.port, connect_timeout_ms};
+    if (timeout_s > 0 && (connect_timeout_ms <= 0 || connect_timeout_ms > timeout_s * 1000))
+        address.connect_timeout_ms = timeout_s * 1000;
     proto::StartupMessage startup;
     startup.protocol = proto::kProtocolVersion3;
-    startup.params = {{"user", user.empty() ? "postgres" : user},
+    startup.params = {{"user", effective_user},
                       {"database", database.empty() ? "postgres" : database},
                       {"application_name", "splitpool check"}};
     PasswordSource source = [&password](int32_t, Credential& cred, std::string&) {
@@ -110,7 +149,9 @@ LoginResult check_login(const Config& c, int node, const std::string& user, cons
         return true;
     };
     io::Deadline deadline = io::deadline_after_ms(timeout_s > 0 ? int64_t(timeout_s) * 1000 : int64_t(86400000));
-    return backend_login(address, startup, source, deadline);
+    LoginResult r = backend_login(address, startup, source, deadline);
+    if (!r.conn && r.used_password && !problem.empty()) r.log_message += " (" + problem + ")";
+    return r;
 }
 
 int64_t parse_lsn(const std::string& text) {
@@ -176,7 +217,7 @@ void run_health_check(const Config& c, shm::StatusTable& table, int node) {
             table.node(node).health_check_skip.fetch_add(1);
             table.node(node).health_check_last_skip = int64_t(time(nullptr));
         }
-        nap(int64_t(c.health_check_period) * 1000);
+        nap(int64_t(health_check_settings(c, node).period) * 1000);
     }
     _exit(0);
 }

@@ -15,7 +15,7 @@ namespace splitpool::daemon {
 
 // Runs until SIGTERM: every health_check_period, a login to `node` (startup and authentication,
 // no query), retried health_check_max_retries times; a node that fails is detached unless it is
-// DISALLOW_TO_FAILOVER.
+// DISALLOW_TO_FAILOVER. The node's [[backend]] overrides apply (health_check_settings).
 [[noreturn]] void run_health_check(const Config& config, shm::StatusTable& table, int node);
 
 // Runs until SIGTERM: every sr_check_period, pg_is_in_recovery() and the WAL positions of every
@@ -25,9 +25,10 @@ namespace splitpool::daemon {
 // Takes a node out (status down, pgpool_status, failover_command). `why` goes to the log.
 void detach_failed_node(const Config& config, shm::StatusTable& table, int node, const std::string& why);
 
-// A login as `user` (password, or pgpool's md5/TEXT-prefixed forms) within `timeout_s` seconds.
+// A login as `user` (password, or pgpool's md5/TEXT-prefixed forms) within `timeout_s` seconds,
+// connecting within `connect_timeout_ms`.
 LoginResult check_login(const Config& config, int node, const std::string& user, const std::string& password,
-                        const std::string& database, int timeout_s);
+                        const std::string& database, int timeout_s, int connect_timeout_ms);
 
 // For the worker processes: set by SIGTERM; start_worker names the process and installs it; nap
 // sleeps up to `ms`, waking early when it is set.

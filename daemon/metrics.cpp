@@ -83,7 +83,11 @@ int backend_connections(const shm::StatusTable& table, int node) {
     return n;
 }
 
-void render_nodes(std::string& out, const shm::StatusTable& table) {
+void render_replication(std::string& out, const shm::StatusTable& table, const std::vector<std::string>& labels,
+                        bool roles_checked);
+void render_health(std::string& out, const shm::StatusTable& table, const std::vector<std::string>& labels);
+
+void render_nodes(std::string& out, const shm::StatusTable& table, bool roles_checked) {
     int nodes = table.num_nodes();
     std::vector<std::string> labels;
     double total_weight = 0;
@@ -129,6 +133,41 @@ void render_nodes(std::string& out, const shm::StatusTable& table) {
     for (int i = 0; i < nodes; ++i)
         sample(out, "splitpool_node_status_changed_timestamp_seconds", labels[i],
                double(table.node(i).status_changed_at.load()));
+    render_replication(out, table, labels, roles_checked);
+    render_health(out, table, labels);
+}
+
+// What the replication check found: each node's own answer to pg_is_in_recovery() (only when the
+// check runs: otherwise a role is only what the configuration implies) and, for the standbys, what
+// the primary's pg_stat_replication says of them.
+void render_replication(std::string& out, const shm::StatusTable& table, const std::vector<std::string>& labels,
+                        bool roles_checked) {
+    int nodes = table.num_nodes(), primary = table.header().primary_node.load();
+    header(out, "splitpool_node_reported_primary", "gauge",
+           "1 when the node says it is not in recovery, 0 when it is in recovery (pg_is_in_recovery()).");
+    for (int i = 0; roles_checked && i < nodes; ++i)
+        if (auto role = static_cast<shm::NodeRole>(table.node(i).role.load()); role != shm::NodeRole::Unknown)
+            sample(out, "splitpool_node_reported_primary", labels[i], role == shm::NodeRole::Primary);
+    header(out, "splitpool_node_replication_lag_seconds", "gauge",
+           "Replay lag of a standby (pg_stat_replication.replay_lag on the primary; 0 when idle).");
+    for (int i = 0; i < nodes; ++i)
+        if (int64_t us = table.node(i).replication_lag_us.load(); us >= 0 && i != primary)
+            sample(out, "splitpool_node_replication_lag_seconds", labels[i], double(us) / 1e6);
+    header(out, "splitpool_node_replication_state", "gauge",
+           "1, labelled with the standby's state and sync_state as the primary's pg_stat_replication reports them.");
+    static const char* kStates[] = {"", "startup", "catchup", "streaming", "backup", "stopping"};
+    static const char* kSync[] = {"", "async", "potential", "sync", "quorum"};
+    for (int i = 0; i < nodes; ++i) {
+        unsigned st = table.node(i).replication_state.load(), sy = table.node(i).replication_sync_state.load();
+        if (i == primary || st == 0 || st >= std::size(kStates)) continue;
+        sample(out, "splitpool_node_replication_state", labels[i] + ",state=\"" + kStates[st] + "\",sync_state=\"" +
+               (sy < std::size(kSync) ? kSync[sy] : "") + "\"", 1);
+    }
+}
+
+// Health-check counters and durations (SHOW POOL_HEALTH_CHECK_STATS in Prometheus form).
+void render_health(std::string& out, const shm::StatusTable& table, const std::vector<std::string>& labels) {
+    int nodes = table.num_nodes();
     header(out, "splitpool_node_health_checks_total", "counter", "Health checks of the node by result.");
     for (int i = 0; i < nodes; ++i) {
         const shm::NodeSlot& n = table.node(i);
@@ -139,6 +178,32 @@ void render_nodes(std::string& out, const shm::StatusTable& table) {
         sample_u64(out, "splitpool_node_health_checks_total", labels[i] + ",result=\"skip\"",
                    n.health_check_skip.load());
     }
+    header(out, "splitpool_node_health_check_retries_total", "counter", "Health-check retries over all rounds.");
+    for (int i = 0; i < nodes; ++i)
+        sample_u64(out, "splitpool_node_health_check_retries_total", labels[i], table.node(i).health_check_retries.load());
+    header(out, "splitpool_node_health_check_duration_seconds", "summary",
+           "Duration of health-check rounds (a round is a login and its retries).");
+    for (int i = 0; i < nodes; ++i) {
+        const shm::NodeSlot& n = table.node(i);
+        uint64_t rounds = n.health_check_success.load() + n.health_check_fail.load() - n.health_check_retries.load();
+        sample(out, "splitpool_node_health_check_duration_seconds_sum", labels[i],
+               double(n.health_check_duration_sum_ms.load()) / 1e3);
+        sample_u64(out, "splitpool_node_health_check_duration_seconds_count", labels[i], rounds);
+    }
+    header(out, "splitpool_node_health_check_max_duration_seconds", "gauge", "Longest health-check round.");
+    for (int i = 0; i < nodes; ++i)
+        sample(out, "splitpool_node_health_check_max_duration_seconds", labels[i],
+               double(table.node(i).health_check_max_ms.load()) / 1e3);
+    header(out, "splitpool_node_health_check_last_success_timestamp_seconds", "gauge",
+           "When a health check of the node last succeeded (0: never).");
+    for (int i = 0; i < nodes; ++i)
+        sample(out, "splitpool_node_health_check_last_success_timestamp_seconds", labels[i],
+               double(table.node(i).health_check_last_success.load()));
+    header(out, "splitpool_node_health_check_last_failure_timestamp_seconds", "gauge",
+           "When a health check of the node last failed (0: never).");
+    for (int i = 0; i < nodes; ++i)
+        sample(out, "splitpool_node_health_check_last_failure_timestamp_seconds", labels[i],
+               double(table.node(i).health_check_last_fail.load()));
 }
 
 void render_children(std::string& out, const shm::StatusTable& table) {
@@ -208,7 +273,7 @@ std::string http_response(const char* status, const char* type, const std::strin
 }
 
 // The answer once the request head is complete; "" while more is needed.
-std::string answer(const std::string& request, const shm::StatusTable& table) {
+std::string answer(const std::string& request, const shm::StatusTable& table, bool roles_checked) {
     size_t end = request.find("\r\n\r\n");
     if (end == std::string::npos) end = request.find("\n\n");
     if (end == std::string::npos)
@@ -223,7 +288,7 @@ std::string answer(const std::string& request, const shm::StatusTable& table) {
     if (size_t q = target.find('?'); q != std::string::npos) target.resize(q);
     bool head = method == "HEAD";
     if ((method == "GET" || head) && target == "/metrics")
-        return http_response("200 OK", "text/plain; version=0.0.4; charset=utf-8", render_metrics(table), head);
+        return http_response("200 OK", "text/plain; version=0.0.4; charset=utf-8", render_metrics(table, roles_checked), head);
     return http_response("404 Not Found", "text/plain", "not found; try /metrics\n", head);
 }
 
@@ -236,13 +301,13 @@ void accept_clients(int listen_fd, std::vector<Client>& clients) {
 }
 
 // Reads or writes what the socket allows; false when the connection is finished.
-bool serve(Client& c, short revents, const shm::StatusTable& table) {
+bool serve(Client& c, short revents, const shm::StatusTable& table, bool roles_checked) {
     if (c.out.empty() && (revents & (POLLIN | POLLHUP | POLLERR))) {
         char buf[4096];
         ssize_t n = read(c.fd, buf, sizeof buf);
         if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) return false;
         if (n > 0) c.in.append(buf, size_t(n));
-        c.out = answer(c.in, table);
+        c.out = answer(c.in, table, roles_checked);
     }
     while (!c.out.empty() && c.sent < c.out.size()) {
         ssize_t n = write(c.fd, c.out.data() + c.sent, c.out.size() - c.sent);
@@ -270,20 +335,21 @@ bool open_metrics_listeners(const Config& config, std::vector<int>& fds, std::st
     return true;
 }
 
-std::string render_metrics(const shm::StatusTable& table) {
+std::string render_metrics(const shm::StatusTable& table, bool roles_checked) {
     std::string out;
     out.reserve(8192);
     header(out, "splitpool_start_time_seconds", "gauge", "When the main process started (unix time).");
     sample(out, "splitpool_start_time_seconds", "", double(table.header().started_at.load()));
     header(out, "splitpool_config_generation", "gauge", "Successful configuration loads and reloads.");
     sample_u64(out, "splitpool_config_generation", "", table.header().config_generation.load());
-    render_nodes(out, table);
+    render_nodes(out, table, roles_checked);
     render_children(out, table);
     return out;
 }
 
 void run_metrics_server(const Config& config, shm::StatusTable& table, std::vector<int> fds) {
-    (void)config;   // the endpoint is fixed at start; everything exported comes from shared memory
+    // The endpoint is fixed at start; everything exported comes from shared memory.
+    const bool roles_checked = config.sr_check_period > 0 && !config.sr_check_user.empty();
     log_set_process_name("metrics");
     setup_signals();
     pid_t parent = getppid();
@@ -301,7 +367,7 @@ void run_metrics_server(const Config& config, shm::StatusTable& table, std::vect
         for (size_t i = 0, p = fds.size(); i < clients.size(); ++p) {
             Client& c = clients[i];
             short revents = p < polls.size() && polls[p].fd == c.fd ? polls[p].revents : 0;
-            bool keep = revents == 0 || serve(c, revents, table);
+            bool keep = revents == 0 || serve(c, revents, table, roles_checked);
             if (keep && now < c.deadline_ms) {
                 ++i;
                 continue;

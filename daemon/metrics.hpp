@@ -13,8 +13,9 @@ namespace splitpool::daemon {
 // opens nothing and succeeds. On failure closes what it opened and sets `error`.
 bool open_metrics_listeners(const Config& config, std::vector<int>& fds, std::string* error);
 
-// The whole /metrics body in Prometheus text format 0.0.4.
-std::string render_metrics(const shm::StatusTable& table);
+// The whole /metrics body in Prometheus text format 0.0.4. `roles_checked`: the replication check
+// runs, so the nodes' roles are what they report (splitpool_node_reported_primary is exported).
+std::string render_metrics(const shm::StatusTable& table, bool roles_checked = false);
 
 // Runs in the forked metrics process: answers GET /metrics (404 for anything else, one request per
 // connection) until SIGTERM/SIGINT/SIGQUIT or until the parent is gone.

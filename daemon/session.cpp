@@ -7,6 +7,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <ctime>
 
@@ -103,6 +104,8 @@ private:
     Startup read_startup();
     bool start_tls();
     bool authenticate();
+    bool await_primary();
+    bool set_fits_nodes() const;
     bool authenticate_by_hba();
     bool reauthenticate_for_pooled_set();
     bool provide_credential(int32_t auth_code, Credential& cred, std::string& client_error);
@@ -359,10 +362,45 @@ bool Session::reauthenticate_for_pooled_set() {
     return true;
 }
 
+// A cached set made before the nodes changed: it must hold the current primary's connection and
+// none to a detached node (the child's idle tick drops those too, but a client may come first).
+bool Session::set_fits_nodes() const {
+    if (!set_->conn(primary_node(ctx_))) return false;
+    for (size_t i = 0; i < set_->nodes.size(); ++i)
+        if (set_->nodes[i] && int(i) < ctx_.table.num_nodes() &&
+            ctx_.table.node(int(i)).status.load() == uint8_t(shm::NodeStatus::Down))
+            return false;
+    return true;
+}
+
+// While a failover looks for the new primary (primary_node -1), a new client waits for it, as
+// pgpool's clients wait out a failover, for up to connect_timeout; then it gets a clear FATAL
+// instead of a refused connection to the node that failed.
+bool Session::await_primary() {
+    io::Deadline until = std::min(deadline_, io::deadline_after_ms(ctx_.config.connect_timeout));
+    bool logged = false;
+    while (ctx_.table.header().primary_node.load() < 0) {
+        if (io::now_ms() >= until || *ctx_.fast_shutdown) {
+            PROXY_LOG(Log, "no primary node for the client from %s: giving up after %d ms", peer_.c_str(),
+                      ctx_.config.connect_timeout);
+            send_fatal(proto::sqlstate::kCannotConnectNow, "no primary node is available",
+                       "the primary node was detached and no new primary has been found yet");
+            return false;
+        }
+        if (!logged) PROXY_LOG(Log, "no primary node known: the client from %s waits for one", peer_.c_str());
+        logged = true;
+        timespec ts{0, 100 * 1000000L};
+        nanosleep(&ts, nullptr);
+    }
+    return true;
+}
+
 bool Session::authenticate() {
     if (ctx_.config.enable_pool_hba && !authenticate_by_hba()) return false;
+    if (!await_primary()) return false;
     if (!replication_) set_ = ctx_.pool.take(startup_.pool_key());
     if (set_ && !set_->usable()) set_.reset();  // the server ended a pooled connection meanwhile
+    if (set_ && !set_fits_nodes()) set_.reset();
     if (set_ && must_be_judged_by_backend_) set_.reset();
     if (set_ && !reauthenticate_for_pooled_set()) return false;
     if (set_) return true;

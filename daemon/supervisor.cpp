@@ -128,8 +128,8 @@ pid_t Supervisor::spawn_worker(const char* what, const std::function<void()>& bo
 
 void Supervisor::spawn_checkers() {
     checker_pids_.clear();
-    if (config_.health_check_period > 0)
-        for (int node = 0; node < int(config_.backends.size()); ++node)
+    for (int node = 0; node < int(config_.backends.size()); ++node)
+        if (health_check_settings(config_, node).period > 0)
             if (pid_t p = spawn_worker("health check", [this, node] { run_health_check(config_, table_, node); }))
                 checker_pids_.push_back(p);
     if (config_.sr_check_period > 0 && !config_.sr_check_user.empty())

@@ -54,7 +54,7 @@ double normalized_weight(const shm::StatusTable& table, int id) {
 
 // pgpool pings the node with libpq when health checks are on; a TCP connect is our equivalent.
 std::string probe_backend_status(const daemon::Config& config, const shm::StatusTable& table, int id) {
-    if (config.health_check_period <= 0) return "unknown";
+    if (daemon::health_check_settings(config, id).period <= 0) return "unknown";
     shm::NodeText text = table.node_text(id);
     std::string error;
     int timeout = config.connect_timeout > 0 ? config.connect_timeout : 10000;
@@ -111,6 +111,9 @@ std::vector<ConfigItem> pool_status_items(const daemon::Config& config, const sh
         items.push_back({std::string(key.name), daemon::config_value_string(config, key.name),
                          std::string(key.description.substr(0, kMaxDescription))});
     for (ConfigItem& item : backend_items(table)) items.push_back(std::move(item));
+    // Per-node health-check overrides under pgpool's names (health_check_period0), the set ones only.
+    for (auto& [name, value] : daemon::config_backend_values(config))
+        if (name.rfind("backend_", 0) != 0) items.push_back({name, value, "per-node " + name.substr(0, name.find_last_not_of("0123456789") + 1)});
     return items;
 }
 

@@ -65,7 +65,11 @@ def test_pgbench_survives_a_standby_stopped_under_it(splitpool, cluster, table):
     with StoppedStandby(cluster, 2) as standby:
         t = threading.Thread(target=run)
         t.start()
-        time.sleep(2.5)  # pgbench is mid-run (its sessions are balanced over both standbys)
+        # pgbench is mid-run once its sessions are on standby 2 (they are balanced over both standbys)
+        wait_until(lambda: int(cluster.sql(2, "select count(*) from pg_stat_activity where application_name = "
+                                              "'pgbench' and datname = 'sp_other'")) >= 1 or not t.is_alive(),
+                   15, "pgbench sessions on standby 2")
+        assert t.is_alive(), "pgbench ended before the standby was stopped"
         standby.stop()
         t.join(timeout=60)
     proc = result["proc"]
@@ -129,6 +133,9 @@ def test_losing_the_primary_ends_the_session_with_a_clear_fatal(splitpool, clust
 
 
 def test_no_committed_transaction_is_lost_while_a_standby_stops_and_starts(splitpool, cluster, table):
+    """tpcb-like through splitpool; standby 1 is stopped (-m immediate) once pgbench has committed some
+    transactions and started again after more: pgbench_history on the primary holds exactly one row per
+    transaction pgbench reports as committed."""
     sp = splitpool(backend=cluster.backends(weights=(1, 2, 2)), num_init_children=6, **reference_keys())
     pgbench(cluster.ports[0], ["-i", "-s", "1", "-q"], db="sp_other")
     cluster.wait_replicas_caught_up()
@@ -137,17 +144,64 @@ def test_no_committed_transaction_is_lost_while_a_standby_stops_and_starts(split
     def run():
         result["proc"] = pgbench(sp.port, ["-c", "4", "-j", "2", "-t", "500", "-n"], db="sp_other", check=False)
 
+    def history():
+        return int(cluster.sql(0, "select count(*) from pgbench_history", db="sp_other"))
+
+    t = threading.Thread(target=run)
     with StoppedStandby(cluster, 1) as standby:
-        t = threading.Thread(target=run)
         t.start()
-        time.sleep(1.5)
+        wait_until(lambda: history() >= 300 or not t.is_alive(), 60, "pgbench to commit 300 transactions")
         standby.stop()
-        time.sleep(1.5)
-    # the context started the standby again while pgbench runs on
+        at_stop = history()
+        wait_until(lambda: history() >= at_stop + 300 or not t.is_alive(), 60, "300 more while the standby is down")
+        running_at_restart = t.is_alive()
+    # the context started the standby again (pgbench runs on if it has not finished)
     t.join(timeout=120)
     out = result["proc"].stdout + result["proc"].stderr
     committed = int(re.search(r"number of transactions actually processed: (\d+)", out).group(1))
-    history = int(cluster.sql(0, "select count(*) from pgbench_history", db="sp_other"))
-    print(f"tpcb-like -c 4 -t 500: {committed} committed, {history} rows in pgbench_history")
-    assert history == committed, out
+    failed = re.search(r"number of failed transactions: (\d+)", out)
+    rows = history()
+    print(f"tpcb-like -c 4 -t 500: {committed} committed, {failed.group(1) if failed else 0} failed, {rows} rows "
+          f"in pgbench_history; standby stopped at {at_stop} rows, pgbench still running at its restart: "
+          f"{running_at_restart}")
+    assert rows == committed, out
     assert not re.search(r"client \d+ aborted", out), out
+    assert committed == 2000, out
+
+
+def test_cancel_reaches_the_node_running_the_statement_of_a_two_node_transaction(splitpool, cluster, table):
+    """The transaction read on standby 2, then wrote on the primary; its pg_sleep runs on the primary.
+    The cancel goes to both of the session's nodes at once (pgpool sleeps a second between nodes)."""
+    sp = splitpool(backend=cluster.backends(weights=(0, 0, 1)), **reference_keys())
+    with connect(sp.port, dbname="sp_test", autocommit=False, application_name="two_node_cancel") as c:
+        assert c.execute("select inet_server_port()").fetchone()[0] == cluster.ports[2]
+        c.execute("insert into ft values (2000, 'cancel') on conflict (id) do nothing")
+        result = {}
+
+        def sleep():
+            started = time.monotonic()
+            try:
+                c.execute("select pg_sleep(30), inet_server_port()")
+            except psycopg.Error as e:
+                result["error"] = e
+            result["seconds"] = time.monotonic() - started
+
+        t = threading.Thread(target=sleep)
+        t.start()
+        wait_until(lambda: cluster.sql(0, "select count(*) from pg_stat_activity where application_name = "
+                                          "'two_node_cancel' and state = 'active' and query like '%pg_sleep%'") == "1",
+                   10, "pg_sleep running on the primary")
+        on_standby = cluster.sql(2, "select state from pg_stat_activity where application_name = 'two_node_cancel'")
+        assert on_standby == "idle in transaction", on_standby
+        asked = time.monotonic()
+        c.cancel()
+        t.join(30)
+        print(f"cancel: the statement ended {time.monotonic() - asked:.3f} s after the cancel request "
+              f"({result.get('seconds', 0):.3f} s after it started)")
+        assert isinstance(result.get("error"), psycopg.errors.QueryCanceled), result
+        assert result["error"].sqlstate == "57014"
+        with pytest.raises(psycopg.errors.InFailedSqlTransaction):
+            c.execute("select 1")
+        c.rollback()
+        assert c.execute("select count(*) from ft where id = 2000").fetchone()[0] == 0  # rolled back everywhere
+    assert "could not forward cancel request" not in sp.log_text()

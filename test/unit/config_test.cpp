@@ -229,6 +229,61 @@ flag = "ALWAYS_PRIMARY"
     CHECK(values[6].first == "backend_hostname1");
 }
 
+TEST_CASE("per-node health-check settings override the top-level keys") {
+    LoadResult r = parse_config(R"(
+health_check_period = 10
+health_check_user = "hc"
+health_check_database = "postgres"
+health_check_max_retries = 2
+connect_timeout = 5000
+
+[[backend]]
+hostname = "10.0.0.1"
+
+[[backend]]
+hostname = "10.0.0.2"
+health_check_period = "30s"
+health_check_timeout = "1min"
+health_check_user = "node1_hc"
+health_check_password = "secret"
+health_check_database = "other"
+health_check_max_retries = 0
+health_check_retry_delay = 3
+connect_timeout = "250ms"
+)",
+                                kFile);
+    for (const std::string& e : r.errors) MESSAGE(e);
+    REQUIRE(r.config);
+    HealthCheckSettings n0 = health_check_settings(*r.config, 0), n1 = health_check_settings(*r.config, 1);
+    const struct {
+        const char* what;
+        std::string got, want;
+    } rows[] = {
+        {"period 0", std::to_string(n0.period), "10"},          {"period 1", std::to_string(n1.period), "30"},
+        {"timeout 0", std::to_string(n0.timeout), "20"},        {"timeout 1", std::to_string(n1.timeout), "60"},
+        {"user 0", n0.user, "hc"},                              {"user 1", n1.user, "node1_hc"},
+        {"password 0", n0.password, ""},                        {"password 1", n1.password, "secret"},
+        {"database 0", n0.database, "postgres"},                {"database 1", n1.database, "other"},
+        {"retries 0", std::to_string(n0.max_retries), "2"},     {"retries 1", std::to_string(n1.max_retries), "0"},
+        {"delay 0", std::to_string(n0.retry_delay), "1"},       {"delay 1", std::to_string(n1.retry_delay), "3"},
+        {"connect 0", std::to_string(n0.connect_timeout), "5000"}, {"connect 1", std::to_string(n1.connect_timeout), "250"},
+        // pgpool's names for SHOW POOL_STATUS; the password is never shown
+        {"shown period", config_value_string(*r.config, "health_check_period1"), "30"},
+        {"shown password", config_value_string(*r.config, "health_check_password1"), "********"},
+        {"unset is not listed", config_value_string(*r.config, "health_check_period0"), ""},
+    };
+    for (const auto& row : rows) {
+        CAPTURE(row.what);
+        CHECK(row.got == row.want);
+    }
+    CHECK(contains(error_at("[[backend]]\nhostname = \"h\"\nhealth_check_period = \"5 parsecs\"\n", 3,
+                            "backend[0].health_check_period"),
+                   "invalid time value"));
+    CHECK(contains(error_at("[[backend]]\nhostname = \"h\"\nhealth_check_max_retries = -1\n", 3,
+                            "backend[0].health_check_max_retries"),
+                   "must be between 0 and"));
+}
+
 TEST_CASE("config_keys describes every key once, with its policy") {
     const auto& keys = config_keys();
     CHECK(keys.size() >= 40);

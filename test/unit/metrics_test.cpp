@@ -119,6 +119,46 @@ TEST_CASE("metrics: node, child and session samples in text format 0.0.4") {
     CHECK(s["splitpool_query_duration_seconds_count"] == "4");
 }
 
+TEST_CASE("metrics: replication facts and health-check statistics") {
+    Table t;
+    shm::NodeSlot& n1 = t.table->node(1);
+    n1.replication_lag_us = 1500000;
+    n1.replication_state = uint8_t(shm::ReplicationState::Streaming);
+    n1.replication_sync_state = uint8_t(shm::SyncState::Async);
+    t.table->node(0).role = uint8_t(shm::NodeRole::Primary);
+    n1.role = uint8_t(shm::NodeRole::Standby);
+    n1.health_check_success = 5;
+    n1.health_check_fail = 2;
+    n1.health_check_retries = 1;       // 6 rounds
+    n1.health_check_duration_sum_ms = 1200;
+    n1.health_check_max_ms = 700;
+    n1.health_check_last_success = 1700000000;
+    std::string l0 = "{node=\"0\",hostname=\"127.0.0.1\",port=\"5432\"", l1 = "{node=\"1\",hostname=\"db\\\"1\",port=\"5433\"";
+    auto checked = samples(daemon::render_metrics(*t.table, true));
+    const struct {
+        std::string key, value;
+    } rows[] = {
+        {"splitpool_node_reported_primary" + l0 + "}", "1"},
+        {"splitpool_node_reported_primary" + l1 + "}", "0"},
+        {"splitpool_node_replication_lag_seconds" + l1 + "}", "1.5"},
+        {"splitpool_node_replication_state" + l1 + ",state=\"streaming\",sync_state=\"async\"}", "1"},
+        {"splitpool_node_health_check_retries_total" + l1 + "}", "1"},
+        {"splitpool_node_health_check_duration_seconds_sum" + l1 + "}", "1.2"},
+        {"splitpool_node_health_check_duration_seconds_count" + l1 + "}", "6"},
+        {"splitpool_node_health_check_max_duration_seconds" + l1 + "}", "0.7"},
+        {"splitpool_node_health_check_last_success_timestamp_seconds" + l1 + "}", "1700000000"},
+        {"splitpool_node_health_check_last_failure_timestamp_seconds" + l1 + "}", "0"},
+    };
+    for (const auto& r : rows) {
+        CAPTURE(r.key);
+        CHECK(checked[r.key] == r.value);
+    }
+    CHECK(checked.count("splitpool_node_replication_lag_seconds" + l0 + "}") == 0);  // the primary has none
+    // Without the replication check a role is only what the configuration implies: not exported.
+    auto unchecked = samples(daemon::render_metrics(*t.table));
+    CHECK(unchecked.count("splitpool_node_reported_primary" + l0 + "}") == 0);
+}
+
 TEST_CASE("metrics server: GET /metrics answers 200 with the samples, other paths 404") {
     Table t;
     int lfd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);

@@ -189,6 +189,19 @@ TEST_CASE("backend_*N keys become [[backend]] tables in node order") {
     CHECK(loaded.config->backends[1].weight == 2.0);
 }
 
+TEST_CASE("per-node health check keys (health_check_period0) go into their [[backend]] table") {
+    tools::ImportResult r = convert("backend_hostname0 = 'a'\nbackend_hostname1 = 'b'\n"
+                                    "health_check_period1 = 10\nconnect_timeout1 = 5000\n");
+    REQUIRE_MESSAGE(r.ok, printed(r));
+    CHECK(shapes(r).empty());
+    daemon::LoadResult loaded = daemon::parse_config(r.toml, "/tmp/out.toml");
+    REQUIRE_MESSAGE(loaded.config, r.toml);
+    REQUIRE(loaded.config->backends.size() == 2);
+    CHECK(daemon::health_check_settings(*loaded.config, 1).period == 10);
+    CHECK(daemon::health_check_settings(*loaded.config, 1).connect_timeout == 5000);
+    CHECK(daemon::health_check_settings(*loaded.config, 0).period == 0);
+}
+
 TEST_CASE("unsupported parameters are listed, never dropped silently") {
     struct Row {
         const char* input;
@@ -207,8 +220,6 @@ TEST_CASE("unsupported parameters are listed, never dropped silently") {
         {"insert_lock = on", "1:insert_lock:ignored", "# IGNORED (no effect in streaming_replication mode): insert_lock = on"},
         {"recovery_1st_stage_command = 'recovery_1st_stage'", "1:recovery_1st_stage_command:unsupported",
          "# recovery_1st_stage_command = 'recovery_1st_stage'"},
-        {"health_check_period0 = 10", "1:health_check_period0:unsupported", "# health_check_period0 = 10"},
-        {"connect_timeout1 = 10000", "1:connect_timeout1:unsupported", "# connect_timeout1 = 10000"},
         {"relcache_size = 256", "1:relcache_size:unsupported", "# relcache_size = 256"},
         {"relcache_query_target = primary", "1:relcache_query_target:ignored",
          "# IGNORED (no effect: splitpool behaves as this value): relcache_query_target = primary"},

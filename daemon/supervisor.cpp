@@ -2,6 +2,7 @@
 // runs the three shutdown modes.
 #include "daemon/supervisor.hpp"
 
+#include <openssl/rand.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -23,6 +24,14 @@ namespace splitpool::daemon {
 namespace {
 // A fast shutdown gives children this long to say goodbye to their clients, then kills them.
 constexpr int64_t kFastShutdownGraceMs = 10000;
+
+// OpenSSL builds its random generator (providers, DRBG chain: ~260 kB of heap) on first use. Done
+// here, before the children are forked, they share it copy-on-write and only reseed after fork;
+// done in each child, it was most of what an idle child cost (387 -> 145 kB Pss at 1000 children).
+void prime_random_before_fork() {
+    unsigned char byte;
+    if (RAND_bytes(&byte, 1) != 1) PROXY_LOG(Warning, "could not initialise the random generator");
+}
 }  // namespace
 
 LogOptions log_options_for(const Config& config, bool debug) {
@@ -242,6 +251,7 @@ void Supervisor::begin_shutdown(int sig) {
 
 int Supervisor::run() {
     log_set_process_name("main");
+    prime_random_before_fork();
     for (int slot = 0; slot < config_.num_init_children; ++slot) spawn(slot);
     spawn_pcp();
     spawn_metrics();

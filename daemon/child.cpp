@@ -3,10 +3,12 @@
 #include "daemon/child.hpp"
 
 #include <dirent.h>
+#include <fcntl.h>
 #include <ev.h>
 #include <openssl/rand.h>
 #include <sys/epoll.h>
 #include <sys/prctl.h>
+#include <sys/random.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -95,9 +97,12 @@ public:
             ev.data.fd = fd;
             epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, fd, &ev);
         }
-        unsigned char salt[16];
-        RAND_bytes(salt, sizeof salt);
-        digest_salt_.assign(reinterpret_cast<char*>(salt), sizeof salt);
+        // getrandom, not RAND_bytes: OpenSSL's generator reseeds in a forked child on first use and
+        // dirties its state pages (and maps more of libcrypto); an idle child now leaves it alone.
+        char salt[16];
+        if (getrandom(salt, sizeof salt, 0) != ssize_t(sizeof salt))
+            RAND_bytes(reinterpret_cast<unsigned char*>(salt), sizeof salt);
+        digest_salt_.assign(salt, sizeof salt);
         idle_since_ms_ = io::now_ms();
     }
 
@@ -239,22 +244,31 @@ private:
 };
 
 // Listening sockets the child inherited but must not hold (PCP, metrics): an orphaned child would
-// keep their ports from a restarted splitpool.
+// keep their ports from a restarted splitpool. /proc/self/fd is read with getdents64 into a stack
+// buffer: opendir's 32 kB heap buffer dirtied heap pages in every idle child. The parent holds a
+// few dozen descriptors at most (listeners, shared memory, log), far below the 256 kept here.
 void close_foreign_listeners(const std::vector<int>& keep) {
-    std::vector<int> fds;
-    if (DIR* dir = opendir("/proc/self/fd")) {
-        while (dirent* e = readdir(dir)) {
+    int dir = open("/proc/self/fd", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dir < 0) return;
+    int fds[256];
+    int count = 0;
+    alignas(8) char buf[2048];
+    ssize_t n;
+    while ((n = getdents64(dir, buf, sizeof buf)) > 0) {
+        for (ssize_t off = 0; off < n;) {
+            auto* e = reinterpret_cast<dirent64*>(buf + off);
             int fd = atoi(e->d_name);
-            if (fd > 2 && fd != dirfd(dir)) fds.push_back(fd);
+            if (fd > 2 && fd != dir && count < int(std::size(fds))) fds[count++] = fd;
+            off += e->d_reclen;
         }
-        closedir(dir);
     }
-    for (int fd : fds) {
+    close(dir);
+    for (int i = 0; i < count; ++i) {
         int listening = 0;
         socklen_t len = sizeof listening;
-        if (std::find(keep.begin(), keep.end(), fd) == keep.end() &&
-            getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &len) == 0 && listening)
-            close(fd);
+        if (std::find(keep.begin(), keep.end(), fds[i]) == keep.end() &&
+            getsockopt(fds[i], SOL_SOCKET, SO_ACCEPTCONN, &listening, &len) == 0 && listening)
+            close(fds[i]);
     }
 }
 

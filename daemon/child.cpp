@@ -274,7 +274,13 @@ void close_foreign_listeners(const std::vector<int>& keep) {
 
 }  // namespace
 
-void run_child(Config config, shm::StatusTable& table, int slot, const std::vector<int>& listen_fds) {
+void run_child(const Config& config, shm::StatusTable& table, int slot, const std::vector<int>& listen_fds,
+               int start_gate) {
+    if (start_gate >= 0) {
+        char byte;
+        while (read(start_gate, &byte, 1) < 0 && errno == EINTR) {}
+        close(start_gate);
+    }
     // First of all: learn of the parent's death (kill -9 included). A parent already gone before
     // the request took effect is seen by getppid().
     prctl(PR_SET_PDEATHSIG, kPdeathSignal);
@@ -292,7 +298,7 @@ void run_child(Config config, shm::StatusTable& table, int slot, const std::vect
     ev_async_start(g_loop, &g_wakeup);
     install_signals();
     {
-        Child child(std::move(config), table, slot, listen_fds);
+        Child child(config, table, slot, listen_fds);
         child.run();
     }
     if (g_parent_gone) PROXY_LOG(Log, "the splitpool parent process is gone: child exiting");

@@ -10,7 +10,9 @@
 namespace splitpool::daemon {
 
 // Runs in the forked process and never returns: the process exits with 0 when asked to stop or
-// on child_life_time / child_max_connections, so the parent replaces it.
-[[noreturn]] void run_child(Config config, shm::StatusTable& table, int slot, const std::vector<int>& listen_fds);
+// on child_life_time / child_max_connections, so the parent replaces it. `start_gate` >= 0 (a child
+// forked by a spawner): waits for EOF on it, by then the supervisor is its parent.
+[[noreturn]] void run_child(const Config& config, shm::StatusTable& table, int slot, const std::vector<int>& listen_fds,
+                            int start_gate);
 
 }  // namespace splitpool::daemon

@@ -16,7 +16,7 @@ import pytest
 
 import prefork
 from conftest import SplitpoolFactory, _postgres_owned_tempdir
-from helpers import SPLITPOOL_BIN, Cluster, wait_until
+from helpers import SPLITPOOL_BIN, Cluster, pid_alive, psql_value, wait_until
 
 IDLE_CHILDREN = 200
 PSS_BOUND_KB = 150  # pgpool-II 4.3 measured 156 kB per idle child on this machine class
@@ -165,3 +165,24 @@ def test_clients_beyond_the_children_wait_in_the_backlog_and_all_get_answers(big
     print(f"{children} children busy, {queued} clients in the accept queue, {clients} answered after release")
     assert queued >= min(children * multiplier, clients - children)
     assert answers == list(range(clients))
+
+
+def test_children_forked_by_spawners_are_the_parents_and_follow_it(big_splitpool):
+    """Above 127 children, spawner processes fork slot ranges in parallel; their children must end up
+    as the supervisor's own: reaped and replaced by it, and gone when it is killed."""
+    n = 200
+    sp = big_splitpool(num_init_children=n, log_connections=False, log_disconnections=False)
+    table = prefork.ChildTable(sp.port)
+    pids = wait_until(lambda: table.open() and len(p := table.pids()) == n and p, 120, f"{n} children")
+    assert set(pids) <= set(sp.children())  # every child's parent is the supervisor (spawners are gone)
+    last = pids[-1]  # the last slot, forked by a spawner
+    os.kill(last, 9)
+    wait_until(lambda: len(p := table.pids()) == n and last not in p, 60, "the killed child to be replaced")
+    assert set(table.pids()) <= set(sp.children())
+    sp.reload()
+    assert psql_value(sp.port, "select 1") == "1"
+    os.kill(sp.pid, 9)
+    sp.proc.wait(10)
+    everyone = table.pids()
+    table.close()
+    wait_until(lambda: not any(pid_alive(p) for p in everyone), 60, "the children to follow the killed parent")

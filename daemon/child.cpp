@@ -14,6 +14,7 @@
 
 #include <algorithm>
 #include <cstdlib>
+#include <memory>
 
 #include <csignal>
 #include <cerrno>
@@ -83,9 +84,11 @@ class Child {
 public:
     static void on_wakeup(struct ev_loop* loop, ev_async*, int) { ev_break(loop, EVBREAK_ALL); }
 
-    Child(Config config, shm::StatusTable& table, int slot, const std::vector<int>& listen_fds)
-        : config_(std::move(config)), table_(table), slot_(slot), pool_(config_.max_pool),
-          classifications_(size_t(config_.classification_cache_size)), catalog_(&table) {
+    // `inherited` is the supervisor's configuration as forked: read in place (a copy would dirty
+    // heap pages in every child) until a reload gives the child its own.
+    Child(const Config& inherited, shm::StatusTable& table, int slot, const std::vector<int>& listen_fds)
+        : config_(&inherited), table_(table), slot_(slot), pool_(config_->max_pool),
+          classifications_(size_t(config_->classification_cache_size)), catalog_(&table) {
         apply_policy();
         load_auth();
         // EPOLLEXCLUSIVE wakes one idle child per arriving client instead of all of them; libev
@@ -121,9 +124,9 @@ private:
     // Once a second while idle: expire cached connections, retire a worn-out child.
     void tick() {
         int64_t now = io::now_ms();
-        pool_.expire(now, config_.connection_life_time);
+        pool_.expire(now, config_->connection_life_time);
         // child_life_time only retires children that served someone, as pgpool does.
-        int life = config_.child_life_time;
+        int life = config_->child_life_time;
         if (life > 0 && served_ > 0 && now - idle_since_ms_ >= int64_t(life) * 1000) {
             PROXY_LOG(Debug1, "child_life_time of %d s reached: exiting", life);
             worn_out_ = true;
@@ -155,24 +158,24 @@ private:
     // the previous context, so a bad reload never takes TLS away from clients.
     void load_auth() {
         std::vector<std::string> problems;
-        auth_files_ = load_auth_files(config_, config_.hba_file, config_.key_file, problems);
+        auth_files_ = load_auth_files(*config_, config_->hba_file, config_->key_file, problems);
         for (const auto& p : problems) PROXY_LOG(Warning, "%s", p.c_str());
-        if (!config_.ssl) {
+        if (!config_->ssl) {
             tls_server_.reset();
             tls_backend_.reset();
             return;
         }
-        io::TlsServerSettings server{config_.ssl_cert, config_.ssl_key, config_.ssl_ca_cert, config_.ssl_ca_cert_dir,
-                                     config_.ssl_crl_file, config_.ssl_ciphers, config_.ssl_prefer_server_ciphers,
-                                     config_.ssl_ecdh_curve, config_.ssl_dh_params_file, config_.ssl_passphrase_command,
-                                     config_.ssl_min_protocol_version, config_.ssl_max_protocol_version};
+        io::TlsServerSettings server{config_->ssl_cert, config_->ssl_key, config_->ssl_ca_cert, config_->ssl_ca_cert_dir,
+                                     config_->ssl_crl_file, config_->ssl_ciphers, config_->ssl_prefer_server_ciphers,
+                                     config_->ssl_ecdh_curve, config_->ssl_dh_params_file, config_->ssl_passphrase_command,
+                                     config_->ssl_min_protocol_version, config_->ssl_max_protocol_version};
         io::TlsContextResult made = io::make_server_context(server);
         if (made) tls_server_ = std::move(made.ctx);
         else PROXY_LOG(Warning, "TLS for clients not (re)configured: %s", made.error.c_str());
         io::TlsClientSettings client;
-        client.mode = io::parse_ssl_mode(config_.backend_sslmode).value_or(io::SslMode::Prefer);
-        client.ca_cert = config_.ssl_ca_cert;
-        client.ca_cert_dir = config_.ssl_ca_cert_dir;
+        client.mode = io::parse_ssl_mode(config_->backend_sslmode).value_or(io::SslMode::Prefer);
+        client.ca_cert = config_->ssl_ca_cert;
+        client.ca_cert_dir = config_->ssl_ca_cert_dir;
         io::TlsContextResult backend = io::make_client_context(client);
         if (backend) tls_backend_ = std::move(backend.ctx);
         else PROXY_LOG(Warning, "TLS toward backends not (re)configured: %s", backend.error.c_str());
@@ -182,21 +185,21 @@ private:
     void apply_policy() {
         RoutingPolicy fresh;
         std::string error;
-        if (!routing_policy_for(config_, &fresh, &error)) {
+        if (!routing_policy_for(*config_, &fresh, &error)) {
             PROXY_LOG(Warning, "routing settings not applied: %s", error.c_str());
             return;
         }
         fresh.oracle = &catalog_;
-        catalog_.set_delay_thresholds(config_.delay_threshold, config_.delay_threshold_by_time);
+        catalog_.set_delay_thresholds(config_->delay_threshold, config_->delay_threshold_by_time);
         policy_ = std::move(fresh);
     }
 
     void serve(int fd) {
         shm::Header& header = table_.header();
         int active = header.active_clients.fetch_add(1) + 1;
-        bool too_many = config_.reserved_connections > 0 &&
-                        active > config_.num_init_children - config_.reserved_connections;
-        SessionContext ctx{config_,  table_,  slot_,          pool_,
+        bool too_many = config_->reserved_connections > 0 &&
+                        active > config_->num_init_children - config_->reserved_connections;
+        SessionContext ctx{*config_,  table_,  slot_,          pool_,
                            g_loop,   &g_fast_stop, digest_salt_, too_many,
                            header.active_clients, classifications_, catalog_,
                            policy_,  auth_files_,  tls_server_.get(), tls_backend_.get(), &g_parent_gone};
@@ -205,8 +208,8 @@ private:
         table_.child(slot_).sessions_served.fetch_add(1, std::memory_order_relaxed);
         table_.header().sessions_total.fetch_add(1, std::memory_order_relaxed);
         idle_since_ms_ = io::now_ms();
-        if (config_.child_max_connections > 0 && served_ >= config_.child_max_connections) {
-            PROXY_LOG(Debug1, "child_max_connections of %d reached: exiting", config_.child_max_connections);
+        if (config_->child_max_connections > 0 && served_ >= config_->child_max_connections) {
+            PROXY_LOG(Debug1, "child_max_connections of %d reached: exiting", config_->child_max_connections);
             worn_out_ = true;
         }
     }
@@ -215,17 +218,19 @@ private:
     // validated it, and a file that fails here keeps the running configuration.
     void reload() {
         g_reload = 0;
-        LoadResult result = load_config(config_.config_file);
+        LoadResult result = load_config(config_->config_file);
         if (!result.config) return;
         Config fresh = std::move(*result.config);
-        keep_start_only_values(config_, fresh);
-        config_ = std::move(fresh);
+        keep_start_only_values(*config_, fresh);
+        reloaded_ = std::make_unique<Config>(std::move(fresh));
+        config_ = reloaded_.get();
         apply_policy();
         load_auth();
-        log_configure(log_options_for(config_, false));
+        log_configure(log_options_for(*config_, false));
     }
 
-    Config config_;
+    const Config* config_;
+    std::unique_ptr<Config> reloaded_;  // the child's own configuration after its first reload
     shm::StatusTable& table_;
     int slot_;
     BackendPool pool_;

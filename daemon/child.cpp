@@ -20,6 +20,7 @@
 #include <cerrno>
 #include <ctime>
 
+#include "daemon/auth_state.hpp"
 #include "daemon/backend_pool.hpp"
 #include "daemon/dispatcher.hpp"
 #include "daemon/io/conn.hpp"
@@ -84,13 +85,13 @@ class Child {
 public:
     static void on_wakeup(struct ev_loop* loop, ev_async*, int) { ev_break(loop, EVBREAK_ALL); }
 
-    // `inherited` is the supervisor's configuration as forked: read in place (a copy would dirty
-    // heap pages in every child) until a reload gives the child its own.
-    Child(const Config& inherited, shm::StatusTable& table, int slot, const std::vector<int>& listen_fds)
-        : config_(&inherited), table_(table), slot_(slot), pool_(config_->max_pool),
+    // `inherited` and `auth` are the supervisor's as forked: read in place (a copy would dirty heap
+    // pages in every child) until a reload gives the child its own.
+    Child(const Config& inherited, const AuthState& auth, shm::StatusTable& table, int slot,
+          const std::vector<int>& listen_fds)
+        : config_(&inherited), auth_(&auth), table_(table), slot_(slot), pool_(config_->max_pool),
           classifications_(size_t(config_->classification_cache_size)), catalog_(&table) {
         apply_policy();
-        load_auth();
         // EPOLLEXCLUSIVE wakes one idle child per arriving client instead of all of them; libev
         // cannot ask for it, so the idle wait has its own epoll set.
         epoll_fd_ = epoll_create1(EPOLL_CLOEXEC);
@@ -154,33 +155,6 @@ private:
         }
     }
 
-    // pool_hba.conf, pool_passwd, the key and the TLS contexts. A broken new certificate keeps
-    // the previous context, so a bad reload never takes TLS away from clients.
-    void load_auth() {
-        std::vector<std::string> problems;
-        auth_files_ = load_auth_files(*config_, config_->hba_file, config_->key_file, problems);
-        for (const auto& p : problems) PROXY_LOG(Warning, "%s", p.c_str());
-        if (!config_->ssl) {
-            tls_server_.reset();
-            tls_backend_.reset();
-            return;
-        }
-        io::TlsServerSettings server{config_->ssl_cert, config_->ssl_key, config_->ssl_ca_cert, config_->ssl_ca_cert_dir,
-                                     config_->ssl_crl_file, config_->ssl_ciphers, config_->ssl_prefer_server_ciphers,
-                                     config_->ssl_ecdh_curve, config_->ssl_dh_params_file, config_->ssl_passphrase_command,
-                                     config_->ssl_min_protocol_version, config_->ssl_max_protocol_version};
-        io::TlsContextResult made = io::make_server_context(server);
-        if (made) tls_server_ = std::move(made.ctx);
-        else PROXY_LOG(Warning, "TLS for clients not (re)configured: %s", made.error.c_str());
-        io::TlsClientSettings client;
-        client.mode = io::parse_ssl_mode(config_->backend_sslmode).value_or(io::SslMode::Prefer);
-        client.ca_cert = config_->ssl_ca_cert;
-        client.ca_cert_dir = config_->ssl_ca_cert_dir;
-        io::TlsContextResult backend = io::make_client_context(client);
-        if (backend) tls_backend_ = std::move(backend.ctx);
-        else PROXY_LOG(Warning, "TLS toward backends not (re)configured: %s", backend.error.c_str());
-    }
-
     // The parent validated the routing settings; a failure here keeps the previous policy.
     void apply_policy() {
         RoutingPolicy fresh;
@@ -202,7 +176,7 @@ private:
         SessionContext ctx{*config_,  table_,  slot_,          pool_,
                            g_loop,   &g_fast_stop, digest_salt_, too_many,
                            header.active_clients, classifications_, catalog_,
-                           policy_,  auth_files_,  tls_server_.get(), tls_backend_.get(), &g_parent_gone};
+                           policy_,  auth_->files,  auth_->tls_server.get(), auth_->tls_backend.get(), &g_parent_gone};
         serve_client(ctx, fd);
         ++served_;
         table_.child(slot_).sessions_served.fetch_add(1, std::memory_order_relaxed);
@@ -225,21 +199,21 @@ private:
         reloaded_ = std::make_unique<Config>(std::move(fresh));
         config_ = reloaded_.get();
         apply_policy();
-        load_auth();
+        own_auth_ = std::make_unique<AuthState>(load_auth_state(*config_, auth_));
+        auth_ = own_auth_.get();
         log_configure(log_options_for(*config_, false));
     }
 
     const Config* config_;
     std::unique_ptr<Config> reloaded_;  // the child's own configuration after its first reload
+    const AuthState* auth_;
+    std::unique_ptr<AuthState> own_auth_;  // after a reload
     shm::StatusTable& table_;
     int slot_;
     BackendPool pool_;
     parser::ClassificationCache classifications_;
     CatalogCache catalog_;
     RoutingPolicy policy_;
-    AuthFiles auth_files_;
-    io::SslCtxPtr tls_server_;
-    io::SslCtxPtr tls_backend_;
     int epoll_fd_ = -1;
     std::string digest_salt_;
     int accepted_fd_ = -1;
@@ -279,8 +253,8 @@ void close_foreign_listeners(const std::vector<int>& keep) {
 
 }  // namespace
 
-void run_child(const Config& config, shm::StatusTable& table, int slot, const std::vector<int>& listen_fds,
-               int start_gate) {
+void run_child(const Config& config, const AuthState& auth, shm::StatusTable& table, int slot,
+               const std::vector<int>& listen_fds, int start_gate) {
     if (start_gate >= 0) {
         char byte;
         while (read(start_gate, &byte, 1) < 0 && errno == EINTR) {}
@@ -303,7 +277,7 @@ void run_child(const Config& config, shm::StatusTable& table, int slot, const st
     ev_async_start(g_loop, &g_wakeup);
     install_signals();
     {
-        Child child(config, table, slot, listen_fds);
+        Child child(config, auth, table, slot, listen_fds);
         child.run();
     }
     if (g_parent_gone) PROXY_LOG(Log, "the splitpool parent process is gone: child exiting");

@@ -159,7 +159,7 @@ pid_t Supervisor::fork_child(int slot, int start_gate) {
         for (int fd : pcp_.metrics_fds) close(fd);
         for (int fd : spawn_fds_)
             if (fd >= 0 && fd != start_gate) close(fd);
-        run_child(config_, table_, slot, listen_fds_, start_gate);
+        run_child(config_, auth_, table_, slot, listen_fds_, start_gate);
     }
     return pid;
 }
@@ -296,6 +296,7 @@ void Supervisor::reload() {
     config_ = std::move(fresh);
     log_configure(log_options_for(config_, debug_));
     publish_nodes(config_, table_, false);
+    auth_ = load_auth_state(config_, &auth_);  // for children forked from now on; the others reload their own
     table_.header().config_generation.fetch_add(1);
     for (pid_t p : pids_)
         if (p) kill(p, SIGHUP);
@@ -322,6 +323,7 @@ void Supervisor::begin_shutdown(int sig) {
 int Supervisor::run() {
     log_set_process_name("main");
     prime_random_before_fork();
+    auth_ = load_auth_state(config_, nullptr);
     spawn_initial_children();
     spawn_pcp();
     spawn_metrics();

@@ -8,6 +8,7 @@
 #include <functional>
 #include <vector>
 
+#include "daemon/auth_state.hpp"
 #include "daemon/config.hpp"
 #include "daemon/log.hpp"
 #include "shm/status_table.hpp"
@@ -55,6 +56,7 @@ private:
     int live_children() const;
 
     Config config_;
+    AuthState auth_;  // loaded before the children are forked, who share it
     shm::StatusTable& table_;
     std::vector<int> listen_fds_;
     bool debug_;

@@ -68,12 +68,14 @@ void on_signal(int sig) {
     errno = saved;
 }
 
+constexpr int kHandledSignals[] = {SIGTERM, SIGINT, SIGHUP, SIGQUIT, kPdeathSignal};
+
 void install_signals() {
     struct sigaction sa {};
     sa.sa_handler = on_signal;
     sigemptyset(&sa.sa_mask);
     sa.sa_flags = 0;  // no SA_RESTART: a blocking poll() must see EINTR and check the flags
-    for (int sig : {SIGTERM, SIGINT, SIGHUP, SIGQUIT, kPdeathSignal}) sigaction(sig, &sa, nullptr);
+    for (int sig : kHandledSignals) sigaction(sig, &sa, nullptr);
     signal(SIGPIPE, SIG_IGN);
     signal(SIGCHLD, SIG_DFL);
     sigset_t all;
@@ -134,25 +136,29 @@ private:
         }
     }
 
-    // Signals interrupt epoll_wait (no SA_RESTART); the 1 s timeout bounds a signal that lands just
-    // before the wait.
+    // Nothing to expire or retire: a child that has not served yet sleeps until a client or a signal
+    // comes (1000 idle children waking once a second each were 1000 wake-ups a second).
+    bool needs_tick() const { return pool_.size() > 0 || (config_->child_life_time > 0 && served_ > 0); }
+
+    // The handled signals are blocked except inside epoll_pwait, so one that lands between the flag
+    // check and the wait interrupts the wait (EINTR) instead of waiting for the next tick.
     void wait_for_client() {
+        sigset_t handled, open;
+        sigemptyset(&handled);
+        for (int sig : kHandledSignals) sigaddset(&handled, sig);
+        sigprocmask(SIG_BLOCK, &handled, &open);
         epoll_event events[8];
         int64_t next_tick = io::now_ms() + 1000;
-        while (!g_smart_stop && !g_fast_stop && !g_reload && !worn_out_ && !g_parent_gone) {
-            int n = epoll_wait(epoll_fd_, events, 8, 1000);
-            for (int i = 0; i < n; ++i) {
-                int fd = accept4(events[i].data.fd, nullptr, nullptr, SOCK_CLOEXEC);
-                if (fd >= 0) {  // EAGAIN: another child won the race
-                    accepted_fd_ = fd;
-                    return;
-                }
-            }
-            if (io::now_ms() >= next_tick) {
+        while (accepted_fd_ < 0 && !g_smart_stop && !g_fast_stop && !g_reload && !worn_out_ && !g_parent_gone) {
+            int n = epoll_pwait(epoll_fd_, events, 8, needs_tick() ? 1000 : -1, &open);
+            for (int i = 0; i < n && accepted_fd_ < 0; ++i)
+                accepted_fd_ = accept4(events[i].data.fd, nullptr, nullptr, SOCK_CLOEXEC);  // -1: another won
+            if (accepted_fd_ < 0 && io::now_ms() >= next_tick) {
                 tick();
                 next_tick = io::now_ms() + 1000;
             }
         }
+        sigprocmask(SIG_SETMASK, &open, nullptr);
     }
 
     // The parent validated the routing settings; a failure here keeps the previous policy.

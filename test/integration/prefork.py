@@ -137,7 +137,7 @@ def config_text(port, num_children, workdir, backend_port, extra=None):
                    'flag = ["ALWAYS_PRIMARY", "DISALLOW_TO_FAILOVER"]\n')
 
 
-def wait_for(predicate, timeout, what, interval=0.002):
+def wait_for(predicate, timeout, what, interval=0.01):
     deadline = time.monotonic() + timeout
     while True:
         value = predicate()
@@ -153,7 +153,7 @@ def median(values):
     return s[len(s) // 2] if s else 0
 
 
-def measure(binary, port, num_children, backend_port, workdir, timeout=60, extra=None):
+def measure(binary, port, num_children, backend_port, workdir, timeout=300, extra=None):
     """Starts splitpool in the foreground, waits for every child, measures, stops it (SIGINT).
     Returns a dict of results; the process is always stopped."""
     config = Path(workdir) / "splitpool.toml"

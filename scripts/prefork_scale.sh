@@ -13,7 +13,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 repo=$(dirname "$here")
 work=$(mktemp -d /tmp/splitpool-prefork-XXXXXX)
 trap 'rm -rf "$work"' EXIT
-exec /usr/bin/python3 - "$repo" "$work" <<'PY'
+/usr/bin/python3 - "$repo" "$work" <<'PY'
 import os, sys
 repo, work = sys.argv[1], sys.argv[2]
 sys.path.insert(0, os.path.join(repo, "test", "integration"))

@@ -48,6 +48,7 @@ LIB_SRCS := \
 	daemon/listener.cpp \
 	daemon/supervisor.cpp \
 	daemon/child.cpp \
+	daemon/auth_state.cpp \
 	daemon/session.cpp \
 	daemon/relay.cpp \
 	daemon/dispatcher.cpp \

@@ -3,20 +3,24 @@
 #include "daemon/child.hpp"
 
 #include <dirent.h>
+#include <fcntl.h>
 #include <ev.h>
 #include <openssl/rand.h>
 #include <sys/epoll.h>
 #include <sys/prctl.h>
+#include <sys/random.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cstdlib>
+#include <memory>
 
 #include <csignal>
 #include <cerrno>
 #include <ctime>
 
+#include "daemon/auth_state.hpp"
 #include "daemon/backend_pool.hpp"
 #include "daemon/dispatcher.hpp"
 #include "daemon/io/conn.hpp"
@@ -64,12 +68,14 @@ void on_signal(int sig) {
     errno = saved;
 }
 
+constexpr int kHandledSignals[] = {SIGTERM, SIGINT, SIGHUP, SIGQUIT, kPdeathSignal};
+
 void install_signals() {
     struct sigaction sa {};
     sa.sa_handler = on_signal;
     sigemptyset(&sa.sa_mask);
     sa.sa_flags = 0;  // no SA_RESTART: a blocking poll() must see EINTR and check the flags
-    for (int sig : {SIGTERM, SIGINT, SIGHUP, SIGQUIT, kPdeathSignal}) sigaction(sig, &sa, nullptr);
+    for (int sig : kHandledSignals) sigaction(sig, &sa, nullptr);
     signal(SIGPIPE, SIG_IGN);
     signal(SIGUSR1, SIG_IGN);   // the parent's log-rotation signal: `kill -USR1` to the group is harmless
     signal(SIGCHLD, SIG_DFL);
@@ -82,11 +88,13 @@ class Child {
 public:
     static void on_wakeup(struct ev_loop* loop, ev_async*, int) { ev_break(loop, EVBREAK_ALL); }
 
-    Child(Config config, shm::StatusTable& table, int slot, const std::vector<int>& listen_fds)
-        : config_(std::move(config)), table_(table), slot_(slot), pool_(config_.max_pool),
-          classifications_(size_t(config_.classification_cache_size)), catalog_(&table) {
+    // `inherited` and `auth` are the supervisor's as forked: read in place (a copy would dirty heap
+    // pages in every child) until a reload gives the child its own.
+    Child(const Config& inherited, const AuthState& auth, shm::StatusTable& table, int slot,
+          const std::vector<int>& listen_fds)
+        : config_(&inherited), auth_(&auth), table_(table), slot_(slot), pool_(config_->max_pool),
+          classifications_(size_t(config_->classification_cache_size)), catalog_(&table) {
         apply_policy();
-        load_auth();
         // EPOLLEXCLUSIVE wakes one idle child per arriving client instead of all of them; libev
         // cannot ask for it, so the idle wait has its own epoll set.
         epoll_fd_ = epoll_create1(EPOLL_CLOEXEC);
@@ -96,9 +104,12 @@ public:
             ev.data.fd = fd;
             epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, fd, &ev);
         }
-        unsigned char salt[16];
-        RAND_bytes(salt, sizeof salt);
-        digest_salt_.assign(reinterpret_cast<char*>(salt), sizeof salt);
+        // getrandom, not RAND_bytes: OpenSSL's generator reseeds in a forked child on first use and
+        // dirties its state pages (and maps more of libcrypto); an idle child now leaves it alone.
+        char salt[16];
+        if (getrandom(salt, sizeof salt, 0) != ssize_t(sizeof salt))
+            RAND_bytes(reinterpret_cast<unsigned char*>(salt), sizeof salt);
+        digest_salt_.assign(salt, sizeof salt);
         idle_since_ms_ = io::now_ms();
     }
 
@@ -117,96 +128,73 @@ private:
     // Once a second while idle: expire cached connections, retire a worn-out child.
     void tick() {
         int64_t now = io::now_ms();
-        pool_.expire(now, config_.connection_life_time);
+        pool_.expire(now, config_->connection_life_time);
         size_t dropped = pool_.drop_using([this](int node) {
             return node < table_.num_nodes() && table_.node(node).status.load() == uint8_t(shm::NodeStatus::Down);
         });
         if (dropped) PROXY_LOG(Debug1, "dropped %zu cached connection set(s) using a detached node", dropped);
         // child_life_time only retires children that served someone, as pgpool does.
-        int life = config_.child_life_time;
+        int life = config_->child_life_time;
         if (life > 0 && served_ > 0 && now - idle_since_ms_ >= int64_t(life) * 1000) {
             PROXY_LOG(Debug1, "child_life_time of %d s reached: exiting", life);
             worn_out_ = true;
         }
     }
 
-    // Signals interrupt epoll_wait (no SA_RESTART); the 1 s timeout bounds a signal that lands just
-    // before the wait.
+    // Nothing to expire or retire: a child that has not served yet sleeps until a client or a signal
+    // comes (1000 idle children waking once a second each were 1000 wake-ups a second).
+    bool needs_tick() const { return pool_.size() > 0 || (config_->child_life_time > 0 && served_ > 0); }
+
+    // The handled signals are blocked except inside epoll_pwait, so one that lands between the flag
+    // check and the wait interrupts the wait (EINTR) instead of waiting for the next tick.
     void wait_for_client() {
+        sigset_t handled, open;
+        sigemptyset(&handled);
+        for (int sig : kHandledSignals) sigaddset(&handled, sig);
+        sigprocmask(SIG_BLOCK, &handled, &open);
         epoll_event events[8];
         int64_t next_tick = io::now_ms() + 1000;
-        while (!g_smart_stop && !g_fast_stop && !g_reload && !worn_out_ && !g_parent_gone) {
-            int n = epoll_wait(epoll_fd_, events, 8, 1000);
-            for (int i = 0; i < n; ++i) {
-                int fd = accept4(events[i].data.fd, nullptr, nullptr, SOCK_CLOEXEC);
-                if (fd >= 0) {  // EAGAIN: another child won the race
-                    accepted_fd_ = fd;
-                    return;
-                }
-            }
-            if (io::now_ms() >= next_tick) {
+        while (accepted_fd_ < 0 && !g_smart_stop && !g_fast_stop && !g_reload && !worn_out_ && !g_parent_gone) {
+            int n = epoll_pwait(epoll_fd_, events, 8, needs_tick() ? 1000 : -1, &open);
+            for (int i = 0; i < n && accepted_fd_ < 0; ++i)
+                accepted_fd_ = accept4(events[i].data.fd, nullptr, nullptr, SOCK_CLOEXEC);  // -1: another won
+            if (accepted_fd_ < 0 && io::now_ms() >= next_tick) {
                 tick();
                 next_tick = io::now_ms() + 1000;
             }
         }
-    }
-
-    // pool_hba.conf, pool_passwd, the key and the TLS contexts. A broken new certificate keeps
-    // the previous context, so a bad reload never takes TLS away from clients.
-    void load_auth() {
-        std::vector<std::string> problems;
-        auth_files_ = load_auth_files(config_, config_.hba_file, config_.key_file, problems);
-        for (const auto& p : problems) PROXY_LOG(Warning, "%s", p.c_str());
-        if (!config_.ssl) {
-            tls_server_.reset();
-            tls_backend_.reset();
-            return;
-        }
-        io::TlsServerSettings server{config_.ssl_cert, config_.ssl_key, config_.ssl_ca_cert, config_.ssl_ca_cert_dir,
-                                     config_.ssl_crl_file, config_.ssl_ciphers, config_.ssl_prefer_server_ciphers,
-                                     config_.ssl_ecdh_curve, config_.ssl_dh_params_file, config_.ssl_passphrase_command,
-                                     config_.ssl_min_protocol_version, config_.ssl_max_protocol_version};
-        io::TlsContextResult made = io::make_server_context(server);
-        if (made) tls_server_ = std::move(made.ctx);
-        else PROXY_LOG(Warning, "TLS for clients not (re)configured: %s", made.error.c_str());
-        io::TlsClientSettings client;
-        client.mode = io::parse_ssl_mode(config_.backend_sslmode).value_or(io::SslMode::Prefer);
-        client.ca_cert = config_.ssl_ca_cert;
-        client.ca_cert_dir = config_.ssl_ca_cert_dir;
-        io::TlsContextResult backend = io::make_client_context(client);
-        if (backend) tls_backend_ = std::move(backend.ctx);
-        else PROXY_LOG(Warning, "TLS toward backends not (re)configured: %s", backend.error.c_str());
+        sigprocmask(SIG_SETMASK, &open, nullptr);
     }
 
     // The parent validated the routing settings; a failure here keeps the previous policy.
     void apply_policy() {
         RoutingPolicy fresh;
         std::string error;
-        if (!routing_policy_for(config_, &fresh, &error)) {
+        if (!routing_policy_for(*config_, &fresh, &error)) {
             PROXY_LOG(Warning, "routing settings not applied: %s", error.c_str());
             return;
         }
         fresh.oracle = &catalog_;
-        catalog_.set_delay_thresholds(config_.delay_threshold, config_.delay_threshold_by_time);
+        catalog_.set_delay_thresholds(config_->delay_threshold, config_->delay_threshold_by_time);
         policy_ = std::move(fresh);
     }
 
     void serve(int fd) {
         shm::Header& header = table_.header();
         int active = header.active_clients.fetch_add(1) + 1;
-        bool too_many = config_.reserved_connections > 0 &&
-                        active > config_.num_init_children - config_.reserved_connections;
-        SessionContext ctx{config_,  table_,  slot_,          pool_,
+        bool too_many = config_->reserved_connections > 0 &&
+                        active > config_->num_init_children - config_->reserved_connections;
+        SessionContext ctx{*config_,  table_,  slot_,          pool_,
                            g_loop,   &g_fast_stop, digest_salt_, too_many,
                            header.active_clients, classifications_, catalog_,
-                           policy_,  auth_files_,  tls_server_.get(), tls_backend_.get(), &g_parent_gone};
+                           policy_,  auth_->files,  auth_->tls_server.get(), auth_->tls_backend.get(), &g_parent_gone};
         serve_client(ctx, fd);
         ++served_;
         table_.child(slot_).sessions_served.fetch_add(1, std::memory_order_relaxed);
         table_.header().sessions_total.fetch_add(1, std::memory_order_relaxed);
         idle_since_ms_ = io::now_ms();
-        if (config_.child_max_connections > 0 && served_ >= config_.child_max_connections) {
-            PROXY_LOG(Debug1, "child_max_connections of %d reached: exiting", config_.child_max_connections);
+        if (config_->child_max_connections > 0 && served_ >= config_->child_max_connections) {
+            PROXY_LOG(Debug1, "child_max_connections of %d reached: exiting", config_->child_max_connections);
             worn_out_ = true;
         }
     }
@@ -215,26 +203,28 @@ private:
     // validated it, and a file that fails here keeps the running configuration.
     void reload() {
         g_reload = 0;
-        LoadResult result = load_config(config_.config_file);
+        LoadResult result = load_config(config_->config_file);
         if (!result.config) return;
         Config fresh = std::move(*result.config);
-        keep_start_only_values(config_, fresh);
-        config_ = std::move(fresh);
+        keep_start_only_values(*config_, fresh);
+        reloaded_ = std::make_unique<Config>(std::move(fresh));
+        config_ = reloaded_.get();
         apply_policy();
-        load_auth();
-        log_configure(log_options_for(config_, false));
+        own_auth_ = std::make_unique<AuthState>(load_auth_state(*config_, auth_));
+        auth_ = own_auth_.get();
+        log_configure(log_options_for(*config_, false));
     }
 
-    Config config_;
+    const Config* config_;
+    std::unique_ptr<Config> reloaded_;  // the child's own configuration after its first reload
+    const AuthState* auth_;
+    std::unique_ptr<AuthState> own_auth_;  // after a reload
     shm::StatusTable& table_;
     int slot_;
     BackendPool pool_;
     parser::ClassificationCache classifications_;
     CatalogCache catalog_;
     RoutingPolicy policy_;
-    AuthFiles auth_files_;
-    io::SslCtxPtr tls_server_;
-    io::SslCtxPtr tls_backend_;
     int epoll_fd_ = -1;
     std::string digest_salt_;
     int accepted_fd_ = -1;
@@ -244,28 +234,43 @@ private:
 };
 
 // Listening sockets the child inherited but must not hold (PCP, metrics): an orphaned child would
-// keep their ports from a restarted splitpool.
+// keep their ports from a restarted splitpool. /proc/self/fd is read with getdents64 into a stack
+// buffer: opendir's 32 kB heap buffer dirtied heap pages in every idle child. The parent holds a
+// few dozen descriptors at most (listeners, shared memory, log), far below the 256 kept here.
 void close_foreign_listeners(const std::vector<int>& keep) {
-    std::vector<int> fds;
-    if (DIR* dir = opendir("/proc/self/fd")) {
-        while (dirent* e = readdir(dir)) {
+    int dir = open("/proc/self/fd", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dir < 0) return;
+    int fds[256];
+    int count = 0;
+    alignas(8) char buf[2048];
+    ssize_t n;
+    while ((n = getdents64(dir, buf, sizeof buf)) > 0) {
+        for (ssize_t off = 0; off < n;) {
+            auto* e = reinterpret_cast<dirent64*>(buf + off);
             int fd = atoi(e->d_name);
-            if (fd > 2 && fd != dirfd(dir)) fds.push_back(fd);
+            if (fd > 2 && fd != dir && count < int(std::size(fds))) fds[count++] = fd;
+            off += e->d_reclen;
         }
-        closedir(dir);
     }
-    for (int fd : fds) {
+    close(dir);
+    for (int i = 0; i < count; ++i) {
         int listening = 0;
         socklen_t len = sizeof listening;
-        if (std::find(keep.begin(), keep.end(), fd) == keep.end() &&
-            getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &len) == 0 && listening)
-            close(fd);
+        if (std::find(keep.begin(), keep.end(), fds[i]) == keep.end() &&
+            getsockopt(fds[i], SOL_SOCKET, SO_ACCEPTCONN, &listening, &len) == 0 && listening)
+            close(fds[i]);
     }
 }
 
 }  // namespace
 
-void run_child(Config config, shm::StatusTable& table, int slot, const std::vector<int>& listen_fds) {
+void run_child(const Config& config, const AuthState& auth, shm::StatusTable& table, int slot,
+               const std::vector<int>& listen_fds, int start_gate) {
+    if (start_gate >= 0) {
+        char byte;
+        while (read(start_gate, &byte, 1) < 0 && errno == EINTR) {}
+        close(start_gate);
+    }
     // First of all: learn of the parent's death (kill -9 included). A parent already gone before
     // the request took effect is seen by getppid().
     prctl(PR_SET_PDEATHSIG, kPdeathSignal);
@@ -283,7 +288,7 @@ void run_child(Config config, shm::StatusTable& table, int slot, const std::vect
     ev_async_start(g_loop, &g_wakeup);
     install_signals();
     {
-        Child child(std::move(config), table, slot, listen_fds);
+        Child child(config, auth, table, slot, listen_fds);
         child.run();
     }
     if (g_parent_gone) PROXY_LOG(Log, "the splitpool parent process is gone: child exiting");

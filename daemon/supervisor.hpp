@@ -8,6 +8,7 @@
 #include <functional>
 #include <vector>
 
+#include "daemon/auth_state.hpp"
 #include "daemon/config.hpp"
 #include "daemon/log.hpp"
 #include "daemon/log_collector.hpp"
@@ -49,6 +50,12 @@ public:
 
 private:
     void spawn(int slot);
+    // Forks the child of `slot`; `start_gate` >= 0: the child waits for EOF on it first. 0 on failure.
+    pid_t fork_child(int slot, int start_gate);
+    // num_init_children at start, forked in parallel by spawner processes when there are many.
+    void spawn_initial_children();
+    [[noreturn]] void run_spawner(int first, int last, int gate, int report);
+    void collect_spawned(int report);
     void spawn_pcp();
     void spawn_metrics();
     // Health check per node (health_check_period > 0) and the replication worker (sr_check_period
@@ -63,12 +70,14 @@ private:
     int live_children() const;
 
     Config config_;
+    AuthState auth_;  // loaded before the children are forked, who share it
     shm::StatusTable& table_;
     std::vector<int> listen_fds_;
     bool debug_;
     PcpSetup pcp_;
     SupervisorServices services_;
     std::vector<pid_t> pids_;   // by child slot; 0 = empty
+    std::vector<int> spawn_fds_;  // the spawners' pipes while the initial children are forked
     pid_t pcp_pid_ = 0;
     pid_t metrics_pid_ = 0;
     std::vector<pid_t> checker_pids_;  // health checks and the replication worker

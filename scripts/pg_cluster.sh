@@ -4,7 +4,8 @@
 #   pg_cluster.sh stop DIR                       fast shutdown of every node (idempotent)
 #   pg_cluster.sh status DIR                     one line per node
 #   pg_cluster.sh destroy DIR                    stop, then remove DIR
-# Unix sockets live in DIR. Env: PG_BINDIR (server binaries), PG_CLUSTER_TIMEOUT (seconds, default 60).
+# Unix sockets live in DIR. Env: PG_BINDIR (server binaries), PG_CLUSTER_TIMEOUT (seconds, default 60),
+# PG_MAX_CONNECTIONS (max_connections of every node, default 200; read when a node is created).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=scripts/lib.sh
@@ -12,6 +13,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 
 BIN=$(pg_bindir)
 TIMEOUT=${PG_CLUSTER_TIMEOUT:-60}
+MAX_CONNECTIONS=${PG_MAX_CONNECTIONS:-200}
 
 die() { echo "pg_cluster: $*" >&2; exit 1; }
 
@@ -78,7 +80,7 @@ write_conf() {
 # --- pg_cluster.sh ---
 listen_addresses = '127.0.0.1'
 unix_socket_directories = '$dir'
-max_connections = 200
+max_connections = $MAX_CONNECTIONS
 shared_buffers = 32MB
 fsync = off
 synchronous_commit = off

@@ -544,7 +544,9 @@ throughput_table() {
     for workload in "${WORKLOADS[@]}"; do
         [ -n "${RESULT[$weights,$clients,$workload,direct]:-}${RESULT[$weights,$clients,$workload,splitpool]:-}" ] ||
             continue
-        id=$(ideal "$weights" "$clients" "$workload")
+        id=""
+        # Nodes that share the cores have no capacity of their own to add up.
+        if [ "$MODE" = capped ]; then id=$(ideal "$weights" "$clients" "$workload"); fi
         direct=$(median_of "${RESULT[$weights,$clients,$workload,direct]:-}")
         line="| $workload (c=${WORKLOAD_CLIENTS[$workload]:-$clients}) | ${id:--} |"
         for target in "${TARGETS_SEEN[@]}"; do

@@ -447,11 +447,21 @@ proc_ctxt() {
         awk '/^(non)?voluntary_ctxt_switches/ { n += $2 } END { print n + 0 }'
 }
 
+# snapshot USAGE_FILE PIDS...: "epoch_seconds cpu_ns system_ctxt proxy_ctxt" now ("-" where unknown).
+snapshot() {
+    local file=$1 cpu=- pcs=-
+    shift
+    if [ -n "$file" ]; then cpu=$(cg_read_usage_ns "$file"); fi
+    if [ $# -gt 0 ]; then pcs=$(proc_ctxt "$@"); fi
+    echo "$(date +%s.%N) $cpu $(awk '$1 == "ctxt" { print $2 }' /proc/stat) $pcs"
+}
+
 # cost_run TARGET ROUND: one pgbench -S run at the offered rate; a window of COST_SECONDS in its middle
-# (every connection made) is measured. Prints "tps cpu_s_per_1000tx proxy_cs_per_tx proxy_syscalls_per_tx
-# system_cs_per_tx" ("-" where unknown).
+# (every connection made) is measured: the window's timestamps, CPU and context-switch readings are
+# taken by the command perf stat times, so every count covers the same interval. Prints
+# "tps cpu_s_per_1000tx proxy_cs_per_tx proxy_syscalls_per_tx system_cs_per_tx" ("-" where unknown).
 cost_run() {
-    local target=$1 dir=$WORK/cost/$1.$2 pids=() u0=0 u1=0 c0 c1 t0 t1 pcs=- psys=- bench
+    local target=$1 dir=$WORK/cost/$1.$2 pids=() file="" pcs=- psys=- bench
     mkdir -p "$dir"
     (cd "$dir" && exec pgbench -n -S -R "$RATE" -c "$COST_CLIENTS" -j "$THREADS" -T $((COST_SECONDS + 3)) \
         -l --log-prefix=tx -h 127.0.0.1 -p "${PORT[$target]}" -U postgres "$DB") >"$dir/out" 2>&1 &
@@ -459,37 +469,33 @@ cost_run() {
     sleep 1.5
     if [ "$target" != direct ] && [ -n "$CG_MODE" ]; then
         mapfile -t pids < <(cg_pids "proxy-$target")
-        u0=$(cg_usage_ns "proxy-$target")
+        file=$(cg_usage_file "proxy-$target")
     fi
-    c0=$(awk '$1 == "ctxt" { print $2 }' /proc/stat)
-    local p0=0
-    if [ "${#pids[@]}" -gt 0 ] && [ "$PERF_OK" = 0 ]; then p0=$(proc_ctxt "${pids[@]}"); fi
-    t0=$(date +%s.%N)
+    local -a window=(snapshot "$file" "${pids[@]}")
     if [ "${#pids[@]}" -gt 0 ] && [ "$PERF_OK" = 1 ]; then
-        perf stat -x, -e context-switches,raw_syscalls:sys_enter -o "$dir/perf" \
-            -p "$(IFS=,; echo "${pids[*]}")" -- sleep "$COST_SECONDS" 2>/dev/null || true
+        window=(snapshot "$file")  # perf counts the switches
+        perf stat -x, -e context-switches,raw_syscalls:sys_enter -o "$dir/perf" -p "$(IFS=,; echo "${pids[*]}")" \
+            -- bash -c "$(declare -f snapshot proc_ctxt cg_read_usage_ns); ${window[*]@Q} >'$dir/w0'; sleep $COST_SECONDS; ${window[*]@Q} >'$dir/w1'" \
+            2>/dev/null || true
+        pcs=$(awk -F, '$3 == "context-switches" { print $1 }' "$dir/perf")
+        psys=$(awk -F, '$3 == "raw_syscalls:sys_enter" { print $1 }' "$dir/perf")
     else
+        "${window[@]}" >"$dir/w0"
         sleep "$COST_SECONDS"
-    fi
-    t1=$(date +%s.%N)
-    c1=$(awk '$1 == "ctxt" { print $2 }' /proc/stat)
-    if [ "${#pids[@]}" -gt 0 ]; then
-        u1=$(cg_usage_ns "proxy-$target")
-        if [ "$PERF_OK" = 1 ]; then
-            pcs=$(awk -F, '$3 == "context-switches" { print $1 }' "$dir/perf")
-            psys=$(awk -F, '$3 == "raw_syscalls:sys_enter" { print $1 }' "$dir/perf")
-        else
-            pcs=$(($(proc_ctxt "${pids[@]}") - p0))
-        fi
+        "${window[@]}" >"$dir/w1"
     fi
     wait "$bench" || log "cost run via $target: pgbench failed: $(tail -n 2 "$dir/out" | tr '\n' ' ')"
+    local t0 u0 c0 p0 t1 u1 c1 p1
+    read -r t0 u0 c0 p0 <"$dir/w0" || { echo "fail - - - -"; return; }
+    read -r t1 u1 c1 p1 <"$dir/w1" || { echo "fail - - - -"; return; }
+    if [ "$pcs" = - ] && [ "$p0" != - ]; then pcs=$((p1 - p0)); fi
     # Transactions completed inside the window, from pgbench's per-transaction log (epoch s, us).
     cat "$dir"/tx.* 2>/dev/null | awk -v a="$t0" -v b="$t1" -v u0="$u0" -v u1="$u1" -v c0="$c0" -v c1="$c1" \
-            -v pcs="${pcs:--}" -v psys="${psys:--}" -v proxy="${#pids[@]}" '
+            -v pcs="${pcs:--}" -v psys="${psys:--}" '
         { t = $5 + $6 / 1e6; if (t >= a && t < b) n++ }
         END {
             if (n == 0) { print "fail - - - -"; exit }
-            cpu = proxy ? sprintf("%.4f", (u1 - u0) / 1e9 / n * 1000) : "-"
+            cpu = (u0 ~ /^[0-9]+$/) ? sprintf("%.4f", (u1 - u0) / 1e9 / n * 1000) : "-"
             cs = (pcs ~ /^[0-9]+$/) ? sprintf("%.2f", pcs / n) : "-"
             sc = (psys ~ /^[0-9]+$/) ? sprintf("%.2f", psys / n) : "-"
             printf "%.0f %s %s %s %.2f\n", n / (b - a), cpu, cs, sc, (c1 - c0) / n }'

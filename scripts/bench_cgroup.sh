@@ -43,17 +43,20 @@ cg_new() {
     CG_GROUPS+=("$1")
 }
 
-# cg_limit NAME CPUS PERIOD_US: at most CPUS (e.g. 0.3) CPUs, enforced every PERIOD_US.
+# cg_limit NAME CPUS PERIOD_US: at most CPUS (e.g. 0.3) CPUs, enforced every PERIOD_US. The group also
+# gets the scheduling weight of ten ordinary processes, so that on a busy machine it still receives
+# its quota, as a machine of its own would, instead of competing as one process against all others.
 cg_limit() {
     local name=$1 quota
     quota=$(awk -v c="$2" -v p="$3" 'BEGIN { printf "%d", c * p }')
     local d
     for d in $(cg_dirs "$name"); do
         if [ "$CG_MODE" = v2 ]; then
-            echo "$quota $3" >"$d/cpu.max" || return 1
+            { echo "$quota $3" >"$d/cpu.max" && echo 1000 >"$d/cpu.weight"; } || return 1
         elif [ -f "$d/cpu.cfs_quota_us" ]; then
             # The period first: a quota above the old period's would be refused otherwise.
-            echo "$3" >"$d/cpu.cfs_period_us" && echo "$quota" >"$d/cpu.cfs_quota_us" || return 1
+            { echo "$3" >"$d/cpu.cfs_period_us" && echo "$quota" >"$d/cpu.cfs_quota_us" &&
+                echo 10240 >"$d/cpu.shares"; } || return 1
         fi
     done
 }
@@ -77,15 +80,23 @@ cg_pids() {
     cat "$(cg_procs_files "$1" | head -n 1)" 2>/dev/null || true
 }
 
-# CPU time used by NAME's processes so far, in nanoseconds.
-cg_usage_ns() {
+# The file holding NAME's CPU time: v2 cpu.stat (usage_usec), v1 cpuacct.usage (nanoseconds).
+cg_usage_file() {
     local d
     d=$(cg_dirs "$1" | tail -n 1)
-    if [ "$CG_MODE" = v2 ]; then
-        awk '$1 == "usage_usec" { printf "%d", $2 * 1000 }' "$d/cpu.stat"
-    else
-        cat "$d/cpuacct.usage"
-    fi
+    if [ "$CG_MODE" = v2 ]; then echo "$d/cpu.stat"; else echo "$d/cpuacct.usage"; fi
+}
+
+# CPU time used by the processes of the group whose usage file is FILE, in nanoseconds.
+cg_read_usage_ns() {
+    case "$1" in
+        */cpu.stat) awk '$1 == "usage_usec" { printf "%d", $2 * 1000 }' "$1" ;;
+        *) cat "$1" ;;
+    esac
+}
+
+cg_usage_ns() {
+    cg_read_usage_ns "$(cg_usage_file "$1")"
 }
 
 # Moves whatever is still inside the run's groups back to the hierarchy's root, then removes them.

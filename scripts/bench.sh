@@ -65,7 +65,6 @@ declare -A WORKLOAD_ARGS=(
     [select-connect]="-S -C"
     [select-latency]="-S"
     [read-write-90-10]="-f @WORK@/read.sql@9 -f @WORK@/write.sql@1"
-    [write-only]="-f @WORK@/write.sql"
 )
 # Workloads with their own client count (-c 1 measures latency, not throughput).
 declare -A WORKLOAD_CLIENTS=([select-latency]=1)
@@ -393,12 +392,6 @@ measure() {
                     tps=$(run_pgbench "$target" "$workload" "$clients")
                     log "[$WEIGHTS c=$clients] round $round/$ROUNDS $workload via $target: $tps tps"
                     samples[$target]="${samples[$target]:-} $tps"
-                    if [ "$workload" = read-write-90-10 ] && [ "$target" = direct ]; then
-                        # The primary's capacity for the write part alone, for the ideal.
-                        tps=$(run_pgbench direct write-only "$clients")
-                        log "[$WEIGHTS c=$clients] round $round/$ROUNDS write-only via direct: $tps tps"
-                        samples[write-only]="${samples[write-only]:-} $tps"
-                    fi
                 done
             done
             for key in "${!samples[@]}"; do
@@ -409,27 +402,43 @@ measure() {
     done
 }
 
-# ideal WEIGHTS CLIENTS WORKLOAD: the TPS the nodes could give together with these weights, each
-# node as fast as the primary is directly (median of the direct runs): reads split by weight, writes
-# only on the primary, the busiest node sets the rate. Empty when unknown.
+# capacity WEIGHTS CLIENTS WORKLOAD: what one node was seen to do: the best median among the targets
+# that use the primary alone (direct, relay, PgBouncer). Direct alone understates it on a capped node:
+# with every client's backend runnable at once, the quota's throttling preempts lock holders.
+capacity() {
+    local t m best=fail
+    for t in direct relay pgbouncer; do
+        m=$(median_of "${RESULT[$1,$2,$3,$t]:-}")
+        [ "$m" = fail ] && continue
+        if [ "$best" = fail ] || awk -v a="$m" -v b="$best" 'BEGIN { exit !(a > b) }'; then best=$m; fi
+    done
+    echo "$best"
+}
+
+# ideal WEIGHTS CLIENTS WORKLOAD: the TPS the nodes could give together with these weights, each node
+# with the primary's capacity R for -S reads; reads split by weight, writes only on the primary, the
+# busiest node sets the rate. read-write-90-10's writes cost the primary 1/M - 0.9/R per transaction,
+# M being the primary's capacity for the whole mix. Empty when unknown.
 ideal() {
-    local weights=$1 clients=$2 workload=$3 reads writes=0
-    reads=$(median_of "${RESULT[$weights,$clients,select-simple,direct]:-}")
+    local weights=$1 clients=$2 workload=$3 reads mix=0
+    reads=$(capacity "$weights" "$clients" select-simple)
     case "$workload" in
         select-simple | select-prepared) ;;
-        read-write-90-10) writes=$(median_of "${RESULT[$weights,$clients,$workload,write-only]:-}") ;;
-        tpcb-like) reads=$(median_of "${RESULT[$weights,$clients,$workload,direct]:-}") ;;
+        read-write-90-10) mix=$(capacity "$weights" "$clients" "$workload") ;;
+        tpcb-like) reads=$(capacity "$weights" "$clients" tpcb-like) ;;
         *) return 0 ;;
     esac
-    [ "$reads" != fail ] && [ "$writes" != fail ] || return 0
-    awk -v ws="$weights" -v r="$reads" -v w="$writes" -v wl="$workload" -v n=$((NREPLICAS + 1)) 'BEGIN {
+    [ "$reads" != fail ] && [ "$mix" != fail ] || return 0
+    awk -v ws="$weights" -v r="$reads" -v m="$mix" -v wl="$workload" -v n=$((NREPLICAS + 1)) 'BEGIN {
         if (wl == "tpcb-like") { printf "%.0f", r; exit }  # every statement of it needs the primary
         split(ws, wt, ":"); total = 0
         for (k = 1; k <= n; k++) { if (wt[k] == "") wt[k] = 1; total += wt[k] }
         rf = (wl == "read-write-90-10") ? 0.9 : 1.0; worst = 0
+        writes = (rf < 1) ? 1 / m - rf / r : 0
+        if (writes < 0) writes = 0
         for (k = 1; k <= n; k++) {
-            load = rf * wt[k] / total / r        # node CPU-seconds per transaction, in 1/capacity units
-            if (k == 1 && rf < 1) load += (1 - rf) / w
+            load = rf * wt[k] / total / r        # node-seconds per transaction, in 1/capacity units
+            if (k == 1) load += writes
             if (load > worst) worst = load
         }
         printf "%.0f", 1 / worst }'
@@ -583,7 +592,7 @@ report() {
     {
         echo "# splitpool benchmark ($MODE)"
         echo
-        echo "$(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) CPUs, PostgreSQL $(psql -X -A -t -h 127.0.0.1 -p $PG_PORT -U postgres -d $DB -c 'show server_version'),"
+        echo "$(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) CPUs, PostgreSQL ${PSQL_VERSION:-$(psql -X -A -t -h 127.0.0.1 -p $PG_PORT -U postgres -d $DB -c 'show server_version')},"
         echo "pgbench scale $SCALE, $THREADS threads, ${SECONDS_PER_RUN}s per run, median [min-max] of $ROUNDS interleaved rounds."
         case "$MODE" in
             primary) echo "One PostgreSQL node; every process shares the machine's cores." ;;
@@ -592,9 +601,10 @@ report() {
                 echo "capped at $NODE_CPU CPU per ${CPU_PERIOD_US} us: one small machine per node. pgbench and the proxies run outside." ;;
         esac
         echo "Direct, relay and PgBouncer use the primary only; splitpool and pgpool-II balance reads by the weights."
-        echo "Ratios: to direct on the primary (×), and to the ideal: the nodes' combined capacity for the weights,"
-        echo "each node as fast as the primary is directly (-S direct for reads; write-only direct for the writes of"
-        echo "read-write-90-10; tpcb-like needs the primary for everything, so its ideal is direct)."
+        echo "Ratios: to direct on the primary (×), and (capped) to the ideal: the nodes' combined capacity for the"
+        echo "weights, each node as fast as the best primary-only target (direct, relay, PgBouncer) on -S, the"
+        echo "primary's write share of read-write-90-10 from that target's speed on the mix; tpcb-like needs the"
+        echo "primary throughout."
         echo "Workloads: select-simple -S, select-prepared -S -M prepared, tpcb-like (default script), select-connect"
         echo "-S -C (a new connection per transaction), select-latency -S -c 1, read-write-90-10 (-f read.sql@9"
         echo "-f write.sql@1: a primary-key SELECT or UPDATE on pgbench_accounts per transaction)."
@@ -627,7 +637,37 @@ report() {
 
 TARGETS_SEEN=()
 
+# BENCH_REPORT_FROM=LOG: the report again from a run's log (its "[weights c=N] round ..." lines), e.g.
+# after changing how ratios are computed; the proxy-cost table is not in the log and is left out.
+report_from_log() {
+    local line weights clients workload target tps key
+    declare -A samples=() seen=()
+    WEIGHT_SETS=() CLIENT_COUNTS=() WORKLOADS=()
+    while read -r line; do
+        [[ "$line" =~ ^bench:\ \[([0-9:]+)\ c=([0-9]+)\]\ round\ [0-9]+/[0-9]+\ ([a-z0-9-]+)\ via\ ([a-z]+):\ ([0-9.]+|fail)\ tps$ ]] ||
+            continue
+        weights=${BASH_REMATCH[1]} clients=${BASH_REMATCH[2]} workload=${BASH_REMATCH[3]}
+        target=${BASH_REMATCH[4]} tps=${BASH_REMATCH[5]}
+        [ -n "${seen[w$weights]:-}" ] || { seen[w$weights]=1; WEIGHT_SETS+=("$weights"); }
+        [ -n "${seen[c$clients]:-}" ] || { seen[c$clients]=1; CLIENT_COUNTS+=("$clients"); }
+        [ "$workload" != write-only ] || continue  # an older run's capacity probe
+        [ -n "${seen[l$workload]:-}" ] || { seen[l$workload]=1; WORKLOADS+=("$workload"); }
+        [ -n "${seen[t$target]:-}" ] || { seen[t$target]=1; TARGETS_SEEN+=("$target"); }
+        key="$weights,$clients,$workload,$target"
+        samples[$key]="${samples[$key]:-} $tps"
+    done <"$BENCH_REPORT_FROM"
+    for key in "${!samples[@]}"; do
+        # shellcheck disable=SC2086 # one word per sample
+        RESULT[$key]=$(stats ${samples[$key]})
+    done
+    ROUNDS=$(grep -o 'round [0-9]*/[0-9]*' "$BENCH_REPORT_FROM" | head -n 1 | cut -d/ -f2)
+    CG_MODE=${CG_MODE:-v1}
+    PSQL_VERSION="(from $BENCH_REPORT_FROM)"
+    report
+}
+
 main() {
+    if [ -n "${BENCH_REPORT_FROM:-}" ]; then report_from_log; return; fi
     ensure_packages "postgresql-15|postgresql" "postgresql-client-15|postgresql-client" pgbouncer pgpool2 ||
         exit 1
     trap cleanup EXIT

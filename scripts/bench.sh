@@ -86,7 +86,7 @@ log() { echo "bench: $*" >&2; }
 spawn() {
     local name=$1 as_postgres=$2 logfile=$3 files=""
     shift 3
-    if [ -n "$CG_MODE" ] && cg_new "proxy-$name"; then files=$(cg_procs_files "proxy-$name" | tr '\n' ' '); fi
+    if [ -n "$CG_MODE" ] && cg_new "proxy-$name" acct; then files=$(cg_procs_files "proxy-$name" | tr '\n' ' '); fi
     # shellcheck disable=SC2016 # expanded by the inner shell
     local join='for f in $0; do echo $$ >"$f"; done; exec "$@"'
     if [ "$as_postgres" = yes ] && [ "$(id -u)" = 0 ]; then

@@ -7,7 +7,8 @@
 
 CG_MODE=""      # v1 | v2 | "" (none usable)
 CG_PARENTS=()   # the run's parent folder in each hierarchy used
-CG_GROUPS=()    # group names created, in creation order
+CG_CPU_PARENT="" CG_ACCT_PARENT=""  # the same folders by role (one folder when the controllers share it)
+declare -A CG_DIR=()  # group name -> its folders, space-separated
 
 # Finds a usable hierarchy and creates the run's parent group. Returns 1 when none is usable.
 cg_setup() {
@@ -15,32 +16,52 @@ cg_setup() {
     if [ -f /sys/fs/cgroup/cgroup.controllers ] && grep -qw cpu /sys/fs/cgroup/cgroup.controllers; then
         mkdir -p "/sys/fs/cgroup/$tag" 2>/dev/null || return 1
         CG_PARENTS=("/sys/fs/cgroup/$tag")
+        CG_CPU_PARENT=/sys/fs/cgroup/$tag CG_ACCT_PARENT=/sys/fs/cgroup/$tag
         # Children of the parent get the cpu controller (the parent itself holds no process).
         echo +cpu >"/sys/fs/cgroup/$tag/cgroup.subtree_control" 2>/dev/null || { cg_cleanup; return 1; }
         CG_MODE=v2
     elif [ -f /sys/fs/cgroup/cpu/cpu.cfs_quota_us ] && [ -f /sys/fs/cgroup/cpuacct/cpuacct.usage ]; then
         mkdir -p "/sys/fs/cgroup/cpu/$tag" "/sys/fs/cgroup/cpuacct/$tag" 2>/dev/null || return 1
         CG_PARENTS=("/sys/fs/cgroup/cpu/$tag" "/sys/fs/cgroup/cpuacct/$tag")
+        CG_CPU_PARENT=/sys/fs/cgroup/cpu/$tag CG_ACCT_PARENT=/sys/fs/cgroup/cpuacct/$tag
         CG_MODE=v1
     elif [ -f /sys/fs/cgroup/cpu,cpuacct/cpu.cfs_quota_us ]; then
         mkdir -p "/sys/fs/cgroup/cpu,cpuacct/$tag" 2>/dev/null || return 1
         CG_PARENTS=("/sys/fs/cgroup/cpu,cpuacct/$tag")
+        CG_CPU_PARENT=/sys/fs/cgroup/cpu,cpuacct/$tag CG_ACCT_PARENT=/sys/fs/cgroup/cpu,cpuacct/$tag
         CG_MODE=v1
     else
         return 1
     fi
 }
 
-# The folders of group NAME, one per hierarchy.
+# The folders of group NAME.
 cg_dirs() {
-    local p
-    for p in "${CG_PARENTS[@]}"; do echo "$p/$1"; done
+    local d
+    for d in ${CG_DIR[$1]:-}; do echo "$d"; done
 }
 
+# Sets a group folder's scheduling weight to that of N ordinary processes (where it has a cpu controller).
+cg_weigh() {
+    local d=$1 n=$2
+    if [ -f "$d/cpu.weight" ]; then echo $((n * 100 > 10000 ? 10000 : n * 100)) >"$d/cpu.weight"
+    elif [ -f "$d/cpu.shares" ]; then echo $((n * 1024)) >"$d/cpu.shares"; fi
+}
+
+# cg_new NAME [acct]: a group in every hierarchy; with "acct" only for CPU accounting: with v1's
+# separate cpuacct hierarchy it stays out of the cpu one, so its processes are scheduled as ordinary
+# processes; where accounting and the cpu controller share a folder it gets the weight of ten.
 cg_new() {
-    local d
-    for d in $(cg_dirs "$1"); do mkdir -p "$d" || return 1; done
-    CG_GROUPS+=("$1")
+    local name=$1 d dirs
+    if [ "${2:-}" = acct ]; then dirs="$CG_ACCT_PARENT/$name"
+    else dirs="$CG_CPU_PARENT/$name"; [ "$CG_ACCT_PARENT" = "$CG_CPU_PARENT" ] || dirs+=" $CG_ACCT_PARENT/$name"; fi
+    for d in $dirs; do mkdir -p "$d" || return 1; done
+    CG_DIR[$name]=$dirs
+    if [ "${2:-}" = acct ] && [ "$CG_ACCT_PARENT" = "$CG_CPU_PARENT" ]; then cg_weigh "$CG_ACCT_PARENT/$name" 10; fi
+    # The run's parent competes with the machine's other processes as one: weigh it as the ten
+    # processes of each group inside, so the groups are not starved together.
+    CG_GROUPS+=("$name")
+    cg_weigh "$CG_CPU_PARENT" $((10 * ${#CG_GROUPS[@]}))
 }
 
 # cg_limit NAME CPUS PERIOD_US: at most CPUS (e.g. 0.3) CPUs, enforced every PERIOD_US. The group also
@@ -52,12 +73,12 @@ cg_limit() {
     local d
     for d in $(cg_dirs "$name"); do
         if [ "$CG_MODE" = v2 ]; then
-            { echo "$quota $3" >"$d/cpu.max" && echo 1000 >"$d/cpu.weight"; } || return 1
+            echo "$quota $3" >"$d/cpu.max" || return 1
         elif [ -f "$d/cpu.cfs_quota_us" ]; then
             # The period first: a quota above the old period's would be refused otherwise.
-            { echo "$3" >"$d/cpu.cfs_period_us" && echo "$quota" >"$d/cpu.cfs_quota_us" &&
-                echo 10240 >"$d/cpu.shares"; } || return 1
+            { echo "$3" >"$d/cpu.cfs_period_us" && echo "$quota" >"$d/cpu.cfs_quota_us"; } || return 1
         fi
+        cg_weigh "$d" 10
     done
 }
 
@@ -119,5 +140,6 @@ cg_cleanup() {
     done
     CG_PARENTS=()
     CG_GROUPS=()
+    CG_DIR=()
     return 0
 }

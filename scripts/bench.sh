@@ -388,7 +388,10 @@ measure() {
             if [ -n "${WORKLOAD_CLIENTS[$workload]:-}" ] && [ "$clients" != "${CLIENT_COUNTS[0]}" ]; then continue; fi
             samples=()
             for ((round = 1; round <= ROUNDS; round++)); do
-                for target in "${TARGETS[@]}"; do
+                # Each round starts one target later, so no target always runs right after the same one
+                # (right after direct's fresh backends, or after another target's writes are replayed).
+                local -a order=("${TARGETS[@]:$(((round - 1) % ${#TARGETS[@]}))}" "${TARGETS[@]:0:$(((round - 1) % ${#TARGETS[@]}))}")
+                for target in "${order[@]}"; do
                     tps=$(run_pgbench "$target" "$workload" "$clients")
                     log "[$WEIGHTS c=$clients] round $round/$ROUNDS $workload via $target: $tps tps"
                     samples[$target]="${samples[$target]:-} $tps"

@@ -112,6 +112,7 @@ UNIT_SRCS := \
 	test/unit/classify_test.cpp \
 	test/unit/cache_key_test.cpp \
 	test/unit/router_test.cpp \
+	test/unit/balancer_test.cpp \
 	test/unit/dispatcher_test.cpp \
 	test/unit/pcp_wire_test.cpp \
 	test/unit/pcp_conf_test.cpp \

@@ -1,4 +1,4 @@
-// Weighted load-balance node choice and pgpool's redirect preference lists.
+// Load-balance node choice (even or weighted random placement) and pgpool's redirect preference lists.
 #include "daemon/balancer.hpp"
 
 #include <charconv>
@@ -122,6 +122,38 @@ int pick_weighted(const shm::NodeSnapshot& nodes, const NodeSet& candidates, Ran
     return last;  // r rounded to exactly total
 }
 
+bool parse_placement(std::string_view text, Placement* out) {
+    if (text == "even") *out = Placement::Even;
+    else if (text == "random") *out = Placement::Random;
+    else return false;
+    return true;
+}
+
+int pick_even(const shm::NodeSnapshot& nodes, const NodeSet& candidates, RandomSource& rng) {
+    // The lowest sessions/weight, compared as products so equal ratios tie exactly.
+    int best = -1;
+    for (int i = 0; i < nodes.num_nodes && i < shm::kMaxNodes; ++i) {
+        const shm::NodeSnapshot::Node& n = nodes.nodes[i];
+        if (!candidates.test(static_cast<size_t>(i)) || !node_usable(nodes, i) || n.weight <= 0.0) continue;
+        if (n.sessions < 0) return pick_weighted(nodes, candidates, rng);
+        if (best < 0 || n.sessions * nodes.nodes[best].weight < nodes.nodes[best].sessions * n.weight) best = i;
+    }
+    if (best < 0) return -1;
+    NodeSet ties;
+    const shm::NodeSnapshot::Node& b = nodes.nodes[best];
+    for (int i = 0; i < nodes.num_nodes && i < shm::kMaxNodes; ++i) {
+        const shm::NodeSnapshot::Node& n = nodes.nodes[i];
+        if (candidates.test(static_cast<size_t>(i)) && node_usable(nodes, i) && n.weight > 0.0 &&
+            n.sessions * b.weight == b.sessions * n.weight)
+            ties.set(static_cast<size_t>(i));
+    }
+    return pick_weighted(nodes, ties, rng);
+}
+
+int pick_placed(const shm::NodeSnapshot& nodes, const NodeSet& candidates, Placement placement, RandomSource& rng) {
+    return placement == Placement::Even ? pick_even(nodes, candidates, rng) : pick_weighted(nodes, candidates, rng);
+}
+
 bool parse_redirect_list(std::string_view text, std::vector<RedirectRule>* out, std::string* error) {
     out->clear();
     for (std::string_view entry : split_entries(text)) {
@@ -144,22 +176,23 @@ const RedirectRule* find_redirect(const RedirectLists& lists, std::string_view d
     return first_match(lists.user, user);
 }
 
-int choose_load_balance_node(const shm::NodeSnapshot& nodes, const RedirectRule* redirect, RandomSource& rng) {
+int choose_load_balance_node(const shm::NodeSnapshot& nodes, const RedirectRule* redirect, RandomSource& rng,
+                             Placement placement) {
     NodeSet all = usable_nodes(nodes);
     int chosen = -1;
     if (redirect && redirect->target == RedirectRule::Target::Standby) {
         // Among standbys with probability `ratio`, otherwise the primary.
-        if (rng.next_unit() < redirect->ratio) chosen = pick_weighted(nodes, usable_standbys(nodes), rng);
+        if (rng.next_unit() < redirect->ratio) chosen = pick_placed(nodes, usable_standbys(nodes), placement, rng);
         else if (node_usable(nodes, nodes.primary)) chosen = nodes.primary;
     } else if (redirect) {
         int want = redirect->target == RedirectRule::Target::Primary ? nodes.primary : redirect->node;
         if (node_usable(nodes, want)) {
             if (rng.next_unit() < redirect->ratio) return want;
-            all.reset(static_cast<size_t>(want));  // declined: weighted choice among the others
+            all.reset(static_cast<size_t>(want));  // declined: a pick among the others
         }
-        chosen = pick_weighted(nodes, all, rng);
+        chosen = pick_placed(nodes, all, placement, rng);
     } else {
-        chosen = pick_weighted(nodes, all, rng);
+        chosen = pick_placed(nodes, all, placement, rng);
     }
     return chosen >= 0 ? chosen : fallback(nodes);
 }

@@ -1,4 +1,5 @@
-// Choosing the load-balance node: weighted random over usable nodes, and pgpool's redirect preference lists.
+// Choosing the load-balance node: even or weighted-random placement over usable nodes, and pgpool's
+// redirect preference lists.
 #pragma once
 
 #include <bitset>
@@ -41,6 +42,20 @@ NodeSet usable_standbys(const shm::NodeSnapshot& nodes);
 // cumulative scan in node-id order as pgpool does. -1 when no candidate has a positive weight.
 int pick_weighted(const shm::NodeSnapshot& nodes, const NodeSet& candidates, RandomSource& rng);
 
+// How a session's load-balance node is chosen (load_balance_placement).
+enum class Placement : uint8_t {
+    Even,    // beyond pgpool: fewest open sessions per weight, ties at random by weight
+    Random,  // pgpool: at random by weight, whatever the other sessions use
+};
+bool parse_placement(std::string_view text, Placement* out);  // "even" | "random"
+
+// Even placement among the usable candidates with a positive weight: those with the lowest
+// sessions / weight (NodeSnapshot::Node::sessions), then a weighted pick among them. With no session
+// open anywhere every candidate ties, which is pgpool's weighted random pick. When a candidate's
+// count is unknown (-1) it is the weighted pick over all candidates. -1 when none has a weight.
+int pick_even(const shm::NodeSnapshot& nodes, const NodeSet& candidates, RandomSource& rng);
+int pick_placed(const shm::NodeSnapshot& nodes, const NodeSet& candidates, Placement placement, RandomSource& rng);
+
 // One entry of a *_redirect_preference_list: `pattern:target(ratio)`.
 struct RedirectRule {
     enum class Target : uint8_t { Node, Primary, Standby };
@@ -64,8 +79,10 @@ bool parse_redirect_list(std::string_view text, std::vector<RedirectRule>* out, 
 const RedirectRule* find_redirect(const RedirectLists& lists, std::string_view database, std::string_view user,
                                   std::string_view application_name);
 
-// pgpool's select_load_balancing_node(): the redirect preference when one applies, else a weighted pick
-// over usable nodes including the primary. Falls back to the primary, then -1 when nothing is usable.
-int choose_load_balance_node(const shm::NodeSnapshot& nodes, const RedirectRule* redirect, RandomSource& rng);
+// pgpool's select_load_balancing_node(): the redirect preference when one applies, else a pick (by
+// `placement`) over usable nodes including the primary; a declined preference or a `standby` target
+// also picks by `placement` among the rest. Falls back to the primary, then -1 when nothing is usable.
+int choose_load_balance_node(const shm::NodeSnapshot& nodes, const RedirectRule* redirect, RandomSource& rng,
+                             Placement placement = Placement::Random);
 
 }  // namespace splitpool::daemon

@@ -83,6 +83,7 @@ struct Config {
 
     // load balancing and routing
     bool statement_level_load_balance = false;
+    std::string load_balance_placement = "even";  // even | random (pgpool's)
     std::string disable_load_balance_on_write = "transaction";  // off | transaction | trans_transaction | always | dml_adaptive
     int read_your_writes_window = 0;  // milliseconds; beyond pgpool: cross-session read-your-writes (0 = off)
     std::vector<std::string> write_function_list;       // regexes

@@ -416,6 +416,10 @@ const std::vector<Section>& sections() {
          {boolean({"load_balance_mode", "on", S, "spread reads over the nodes by weight"}, &C::load_balance_mode),
           boolean({"statement_level_load_balance", "off", R, "choose the read node per statement, not per session"},
                   &C::statement_level_load_balance),
+          choice({"load_balance_placement", "even", R,
+                  "beyond pgpool: a session's read node: even (fewest open sessions per weight, ties at random by "
+                  "weight) or random (by weight, as pgpool)"},
+                 &C::load_balance_placement, {"even", "random"}),
           choice({"disable_load_balance_on_write", "transaction", R,
                   "after a write, reads go to the primary: off, transaction, trans_transaction, always, dml_adaptive"},
                  &C::disable_load_balance_on_write, {"off", "transaction", "trans_transaction", "always", "dml_adaptive"}),

@@ -68,8 +68,9 @@ bool routing_policy_for(const Config& c, RoutingPolicy* p, std::string* error) {
     p->read_your_writes_window_ms = c.read_your_writes_window;
     p->prefer_lower_delay_standby = c.prefer_lower_delay_standby;
     bool ok = parse_disable_lb_on_write(c.disable_load_balance_on_write, &p->disable_load_balance_on_write) &&
-              parse_check_temp_table(c.check_temp_table, &p->check_temp_table);
-    if (!ok) *error = "invalid disable_load_balance_on_write or check_temp_table";
+              parse_check_temp_table(c.check_temp_table, &p->check_temp_table) &&
+              parse_placement(c.load_balance_placement, &p->placement);
+    if (!ok) *error = "invalid disable_load_balance_on_write, check_temp_table or load_balance_placement";
     ok = ok && set_function_lists(p, join(c.write_function_list, ","), join(c.read_only_function_list, ","), error);
     ok = ok && set_primary_routing_patterns(p, join(c.primary_routing_query_pattern_list, ";"), error);
     ok = ok && parse_redirect_list(c.database_redirect_preference_list, &p->redirects.database, error);
@@ -82,6 +83,7 @@ Dispatcher::Dispatcher(DispatchContext ctx, const std::string& database, const s
                        const std::string& application_name)
     : ctx_(std::move(ctx)), rng_(std::random_device{}()) {
     shm::NodeSnapshot snapshot = this->snapshot();
+    ctx_.table.count_sessions(snapshot);  // for even placement
     primary_ = snapshot.primary >= 0 && snapshot.primary < int(ctx_.config.backends.size()) ? snapshot.primary : 0;
     model_.database = database;
     model_.user = user;

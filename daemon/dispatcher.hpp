@@ -78,6 +78,7 @@ public:
     // Takes one complete client message; fills `plan` when something is to be sent or answered.
     void on_message(char type, const char* msg, size_t size, const std::vector<NodeView>& nodes, Plan& plan);
     int primary() const { return primary_; }
+    int load_balance_node() const { return model_.load_balance_node; }
     // Before a Query or FunctionCall: ends a Flush-ended batch still open on its node (false: none).
     bool close_pinned_batch(Plan& plan);
     // Each ReadyForQuery the client sees: keeps the session model's transaction state exact and

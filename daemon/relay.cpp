@@ -692,7 +692,11 @@ void Relay::after_activity() {
     shm::ChildState state = busy ? shm::ChildState::Active
                             : (primary && primary->tx_status != 'I') ? shm::ChildState::IdleInTransaction
                                                                      : shm::ChildState::Idle;
-    ctx_.table.child(ctx_.child_slot).state.store(static_cast<uint8_t>(state), std::memory_order_relaxed);
+    shm::ChildSlot& slot = ctx_.table.child(ctx_.child_slot);
+    slot.state.store(static_cast<uint8_t>(state), std::memory_order_relaxed);
+    // A session whose node was re-chosen (it went down) counts, for even placement, where it reads now.
+    auto lb = static_cast<int16_t>(ctx_.dispatcher.load_balance_node());
+    if (slot.load_balance_node.load(std::memory_order_relaxed) != lb) slot.load_balance_node.store(lb, std::memory_order_relaxed);
     if (!client_out_.empty()) flush_client();
     if (!busy && ctx_.config.client_idle_limit > 0 && !ev_is_active(&idle_timer_)) {
         ev_timer_set(&idle_timer_, ctx_.config.client_idle_limit, 0.);

@@ -169,7 +169,7 @@ RouteDecision balanced_node(const SessionModel& s, const shm::NodeSnapshot& node
     if (p.statement_level_load_balance) {
         node = choose_load_balance_node(nodes, redirect, rng);
     } else if (!node_usable(nodes, node)) {
-        node = choose_load_balance_node(nodes, redirect, rng);
+        node = choose_load_balance_node(nodes, redirect, rng, p.placement);
         d.new_load_balance_node = true;
         d.reason = "load balance (session node re-chosen)";
     }
@@ -408,7 +408,7 @@ void start_session(SessionModel& state, const shm::NodeSnapshot& nodes, const Ro
                    RandomSource& rng) {
     const RedirectRule* r = find_redirect(policy.redirects, state.database, state.user, state.application_name);
     state.redirect = r ? std::optional<RedirectRule>(*r) : std::nullopt;
-    state.load_balance_node = choose_load_balance_node(nodes, r, rng);
+    state.load_balance_node = choose_load_balance_node(nodes, r, rng, policy.placement);
 }
 
 RouteDecision route(const Classification& cls, std::string_view sql, const SessionModel& state,

@@ -47,6 +47,7 @@ struct RoutingPolicy {
     bool check_unlogged_table = true;
     int read_your_writes_window_ms = 0;           // > 0: consult RouteOracle::recently_written
     bool prefer_lower_delay_standby = false;
+    Placement placement = Placement::Even;        // load_balance_placement: a session's load-balance node
     std::vector<std::regex> write_functions;      // write_function_list (anchored, case-sensitive as pgpool)
     std::vector<std::regex> read_only_functions;  // read_only_function_list
     std::vector<std::regex> primary_routing_patterns;  // primary_routing_query_pattern_list (case-insensitive)

@@ -557,6 +557,8 @@ void Session::run() {
     Dispatcher dispatcher({ctx_.config, session_config, ctx_.policy, ctx_.classifications, ctx_.catalog, ctx_.table,
                            side_query},
                           startup_.database(), startup_.user(), startup_.application_name());
+    // Counted for even placement from now on; serve_client clears it (the parent, if this child dies).
+    ctx_.table.child(ctx_.child_slot).load_balance_node.store(int16_t(dispatcher.load_balance_node()));
     RelayContext rc{ctx_.loop, client_, *set_, session_config, ctx_.table, ctx_.child_slot, primary_node(ctx_),
                     ctx_.fast_shutdown, dispatcher,
                     [this](int node, std::string& err) { return connect_node(node, err); }};
@@ -565,6 +567,9 @@ void Session::run() {
     {
         Relay relay(rc);
         end = relay.run();
+        // The client has gone: its session stops counting for even placement now, not after the reset
+        // queries, so a client that reconnects at once is placed as if it were alone.
+        ctx_.table.child(ctx_.child_slot).load_balance_node.store(-1);
         end_session(&relay, end);
     }
     if (ctx_.config.log_disconnections)
@@ -582,8 +587,9 @@ void serve_client(SessionContext& ctx, int client_fd) {
         Session session(ctx, client_fd);
         session.run();
     }
-    close(client_fd);
     shm::ChildSlot& slot = ctx.table.child(ctx.child_slot);
+    slot.load_balance_node.store(-1);  // before the close, so a client that saw it sees the count too
+    close(client_fd);
     ctx.table.set_child_text(ctx.child_slot, {});
     slot.client_connected_at.store(0);
     slot.state.store(uint8_t(shm::ChildState::WaitingForClient));

@@ -9,7 +9,7 @@ namespace splitpool::shm {
 
 constexpr uint32_t kMagic = 0x53504c54;  // "SPLT"
 // Bump whenever a struct below changes shape: a reader of another version refuses the segment.
-constexpr uint32_t kLayoutVersion = 4;
+constexpr uint32_t kLayoutVersion = 5;
 constexpr int kMaxNodes = 128;           // pgpool's MAX_NUM_BACKENDS
 constexpr int kNameLen = 64;
 constexpr int kHostLen = 256;
@@ -115,6 +115,10 @@ struct BackendKey {
 struct alignas(64) ChildSlot {
     std::atomic<int32_t> pid;
     std::atomic<uint8_t> state;
+    // The open session's load-balance node, -1 without one. Per-node session counts are derived from
+    // these slots (StatusTable::count_sessions), so a child that dies mid-session leaves no count
+    // behind: the parent's reset_child clears its slot.
+    std::atomic<int16_t> load_balance_node;
     std::atomic<int64_t> started_at;           // unix seconds
     std::atomic<int64_t> client_connected_at;  // unix seconds, 0 without client
     std::atomic<uint64_t> sessions_served;
@@ -131,7 +135,7 @@ struct alignas(64) ChildSlot {
 static_assert(std::is_standard_layout_v<Header> && std::is_standard_layout_v<NodeSlot> &&
               std::is_standard_layout_v<ChildSlot> && std::is_standard_layout_v<RecentWrite>);
 static_assert(std::atomic<uint64_t>::is_always_lock_free && std::atomic<double>::is_always_lock_free &&
-              std::atomic<uint8_t>::is_always_lock_free,
+              std::atomic<uint8_t>::is_always_lock_free && std::atomic<int16_t>::is_always_lock_free,
               "shared atomics must be lock-free: a lock inside a dead process would wedge the others");
 
 // Segment = Header, NodeSlot[kMaxNodes], RecentWrite[kRecentWrites], then ChildSlot[num_children].

@@ -138,6 +138,16 @@ NodeSnapshot StatusTable::snapshot() const {
     return s;
 }
 
+void StatusTable::count_sessions(NodeSnapshot& s) const {
+    for (int i = 0; i < s.num_nodes && i < kMaxNodes; ++i) s.nodes[i].sessions = 0;
+    for (int c = 0; c < num_children(); ++c) {
+        const ChildSlot& slot = children_[c];
+        int node = slot.load_balance_node.load(std::memory_order_relaxed);
+        if (node >= 0 && node < s.num_nodes && node < kMaxNodes && slot.pid.load(std::memory_order_relaxed) != 0)
+            ++s.nodes[node].sessions;
+    }
+}
+
 void StatusTable::set_child_text(int slot, const ChildText& text) {
     ChildSlot& c = children_[slot];
     seq_write(c.text_seq, [&] {
@@ -167,6 +177,7 @@ void StatusTable::reset_child(int slot, int32_t pid) {
     for (auto& key : c.backend) key.pid.store(0, std::memory_order_relaxed);
     set_child_text(slot, {});
     c.client_connected_at = 0;
+    c.load_balance_node = -1;
     c.sessions_served = 0;
     c.started_at = pid ? static_cast<int64_t>(time(nullptr)) : 0;
     c.state = static_cast<uint8_t>(pid ? ChildState::WaitingForClient : ChildState::Gone);

@@ -18,6 +18,7 @@ struct NodeSnapshot {
         NodeStatus status;
         NodeRole role;
         double weight;
+        int32_t sessions = -1;  // open sessions whose load-balance node this is; -1 = not counted
     } nodes[kMaxNodes];
 };
 
@@ -49,6 +50,8 @@ public:
     NodeText node_text(int id) const;
     void set_node_status(int id, NodeStatus status);
     NodeSnapshot snapshot() const;
+    // Fills `s`'s per-node session counts from the child slots (one load per child: at session start only).
+    void count_sessions(NodeSnapshot& s) const;
 
     // Cross-session read-your-writes, by the table's bare name (case-insensitive); times are
     // CLOCK_MONOTONIC milliseconds, the same clock in every process.

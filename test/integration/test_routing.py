@@ -1,13 +1,15 @@
 """Read/write splitting against a real primary + 2 replicas. Which node ran a statement is read from the
 node itself (inet_server_port() is evaluated by the server that executes it), never from splitpool."""
 
+import os
+import signal
 import threading
 import time
 
 import psycopg
 import pytest
 
-from helpers import connect, pgbench, psql, psql_value, wait_until
+from helpers import client_port, connect, pgbench, pid_alive, psql, psql_value, socket_owner, wait_until
 
 
 @pytest.fixture(scope="module")
@@ -56,6 +58,58 @@ def test_weight_zero_node_never_chosen(splitpool, cluster, table):
         with connect(sp.port, dbname="sp_test") as c:
             seen.add(port_of(c))
     assert cluster.ports[1] not in seen
+
+
+def open_sessions(sp, n):
+    """n long sessions opened one after another: [(connection, node port, serving child pid, client port)]."""
+    out = []
+    for _ in range(n):
+        c = connect(sp.port, dbname="sp_test")
+        out.append((c, port_of(c), socket_owner(sp.port, client_port(c), sp.children()), client_port(c)))
+    return out
+
+
+def test_even_placement_of_long_sessions(splitpool, cluster, table):
+    """Eight concurrent sessions on weights 0:1:1 land 4/4 (pgpool's random pick lands 4/4 only 27% of the
+    time); a session that ends, normally or with its child killed, no longer counts."""
+    sp = splitpool(backend=cluster.backends(weights=(0, 1, 1)), num_init_children=12)
+    one, two = cluster.ports[1], cluster.ports[2]
+    processes = len(sp.children())
+    sessions = open_sessions(sp, 8)
+    try:
+        ports = [s[1] for s in sessions]
+        assert sorted(ports) == [one] * 4 + [two] * 4, ports
+        on_one = [s for s in sessions if s[1] == one]
+        # Two of node1's sessions end normally, two with their child killed: node1 then has the fewest.
+        for c, _, pid, cport in on_one[:2]:
+            c.close()
+            # The child clears its session's node before it closes the client socket.
+            wait_until(lambda: socket_owner(sp.port, cport, [pid]) is None, 10, f"child {pid} to end the session")
+        for _, _, pid, _ in on_one[2:]:
+            os.kill(pid, signal.SIGKILL)
+        for _, _, pid, _ in on_one[2:]:
+            wait_until(lambda: not pid_alive(pid), 10, f"child {pid} to die")
+        wait_until(lambda: len(sp.children()) == processes, 10, "the killed children to be replaced")
+        more = open_sessions(sp, 4)
+        sessions += more
+        assert [s[1] for s in more] == [one] * 4, [s[1] for s in more]
+    finally:
+        for s in sessions:
+            s[0].close()
+
+
+def test_random_placement_is_pgpools_weighted_pick(splitpool, cluster, table):
+    """load_balance_placement = 'random' is accepted and still spreads sessions over both standbys (all 28
+    on one would happen once in 2^27 runs); that it ignores the other sessions is in test/unit/balancer_test."""
+    sp = splitpool(backend=cluster.backends(weights=(0, 1, 1)), num_init_children=30,
+                   load_balance_placement="random")
+    sessions = open_sessions(sp, 28)
+    try:
+        ports = [s[1] for s in sessions]
+        assert set(ports) == set(cluster.ports[1:]), ports
+    finally:
+        for s in sessions:
+            s[0].close()
 
 
 def test_read_after_write_in_transaction_sees_the_write(splitpool, cluster, table):

@@ -149,3 +149,28 @@ TEST_CASE("recent writes: when the table is full every table counts as written f
     CHECK_FALSE(t->relation_written_within("t1", now + 70000, 1000));
     Segment::remove(test_name());
 }
+
+TEST_CASE("session counts per node come from the child slots; a reaped child's session no longer counts") {
+    std::string err;
+    auto t = StatusTable::create(test_name(), 4, &err);
+    REQUIRE(t);
+    t->set_num_nodes(3);
+    for (int slot = 0; slot < 3; ++slot) t->reset_child(slot, 100 + slot);  // slot 3: never started (pid 0)
+    CHECK(t->child(0).load_balance_node == -1);
+    t->child(0).load_balance_node = 1;
+    t->child(1).load_balance_node = 1;
+    t->child(2).load_balance_node = 2;
+    NodeSnapshot s = t->snapshot();
+    CHECK(s.nodes[0].sessions == -1);  // a plain snapshot does not count
+    t->count_sessions(s);
+    CHECK(s.nodes[0].sessions == 0);
+    CHECK(s.nodes[1].sessions == 2);
+    CHECK(s.nodes[2].sessions == 1);
+    t->reset_child(1, 0);  // the parent reaped a child that died mid-session
+    t->count_sessions(s);
+    CHECK(s.nodes[1].sessions == 1);
+    t->child(2).load_balance_node = -1;  // the session ended
+    t->count_sessions(s);
+    CHECK(s.nodes[2].sessions == 0);
+    Segment::remove(test_name());
+}

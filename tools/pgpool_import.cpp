@@ -104,14 +104,30 @@ std::vector<RawValue> candidates(std::string_view type, const std::string& value
     return {string_value(value)};
 }
 
+// The length of the valid UTF-8 character at s[i] (no overlong forms, surrogates or code points
+// past U+10FFFF, which TOML parsers refuse), 0 if there is none.
+size_t utf8_length(std::string_view s, size_t i) {
+    unsigned char c = static_cast<unsigned char>(s[i]);
+    size_t len = c < 0x80 ? 1 : c >= 0xc2 && c <= 0xdf ? 2 : c >= 0xe0 && c <= 0xef ? 3 : c >= 0xf0 && c <= 0xf4 ? 4 : 0;
+    if (len <= 1) return len;
+    if (i + len > s.size()) return 0;
+    uint32_t cp = c & (0x7f >> len);
+    for (size_t k = 1; k < len; ++k) {
+        unsigned char cc = static_cast<unsigned char>(s[i + k]);
+        if ((cc >> 6) != 2) return 0;
+        cp = (cp << 6) | (cc & 0x3f);
+    }
+    bool overlong = (len == 3 && cp < 0x800) || (len == 4 && cp < 0x10000);
+    return overlong || (cp >= 0xd800 && cp <= 0xdfff) || cp > 0x10ffff ? 0 : len;
+}
+
 // Valid UTF-8 without control characters (TOML's rule for comments and strings); others become '?'.
 std::string sanitized(std::string_view s) {
     std::string out;
     for (size_t i = 0; i < s.size();) {
         unsigned char c = static_cast<unsigned char>(s[i]);
-        size_t len = c < 0x80 ? 1 : (c >> 5) == 6 ? 2 : (c >> 4) == 14 ? 3 : (c >> 3) == 30 ? 4 : 0;
-        bool ok = len > 0 && i + len <= s.size();
-        for (size_t k = 1; ok && k < len; ++k) ok = (static_cast<unsigned char>(s[i + k]) >> 6) == 2;
+        size_t len = utf8_length(s, i);
+        bool ok = len > 0;
         if (ok && len == 1 && ((c < 0x20 && c != '\t') || c == 0x7f)) ok = false;
         if (!ok) {
             out += '?';

@@ -246,6 +246,22 @@ TEST_CASE("unsupported parameters are listed, never dropped silently") {
     CHECK(r.toml.find("#   line 1: use_watchdog: NOT SUPPORTED: watchdog") != std::string::npos);
 }
 
+TEST_CASE("kept comments are valid UTF-8 even when the line is not") {
+    // found by the pgpool_conf fuzzer: an overlong or surrogate sequence passed the old check and
+    // made TOML that splitpool's parser refused
+    for (std::string bad : {std::string("# \xc0\xaf x\n"), std::string("# \xed\xa0\x80 x\n"),
+                            std::string("# \xe0\x80\xaf x\n"), std::string("# \xf4\x90\x80\x80 x\n"),
+                            std::string("# \xf0\x9f\x98\n"), std::string("# a\x01b\n")}) {
+        CAPTURE(bad);
+        tools::ImportResult r = convert(bad + "backend_hostname0 = 'h'\n");
+        REQUIRE_MESSAGE(r.ok, printed(r));
+        CHECK(daemon::parse_config(r.toml, "/tmp/out.toml").config);
+    }
+    tools::ImportResult r = convert("# caf\xc3\xa9 \xf0\x9f\x98\x80\tok\nbackend_hostname0 = 'h'\n");
+    REQUIRE_MESSAGE(r.ok, printed(r));
+    CHECK(has_line(r.toml, "# caf\xc3\xa9 \xf0\x9f\x98\x80\tok"));
+}
+
 TEST_CASE("values splitpool would refuse are errors with the pgpool.conf line") {
     struct Row {
         const char* input;

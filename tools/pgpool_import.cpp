@@ -140,6 +140,19 @@ std::string sanitized(std::string_view s) {
     return out;
 }
 
+// Each line sanitized, the line breaks kept: the output is valid TOML text even where a summary
+// quotes a parameter name as the input spelled it.
+std::string sanitized_lines(std::string_view text) {
+    std::string out;
+    for (size_t at = 0; at < text.size();) {
+        size_t end = std::min(text.find('\n', at), text.size());
+        out += sanitized(text.substr(at, end - at));
+        if (end < text.size()) out += '\n';
+        at = end + 1;
+    }
+    return out;
+}
+
 std::string toml_string(std::string_view s) {
     bool literal_ok = s.find('\'') == std::string_view::npos && sanitized(s) == s;
     if (literal_ok && s.find('\\') != std::string_view::npos) return "'" + std::string(s) + "'";  // regexes read better
@@ -461,7 +474,7 @@ void Importer::final_check() {
     std::vector<int> source_of;
     for (auto* part : {&body_, &tail_})
         for (auto& [out, source] : *part) {
-            text += out + "\n";
+            text += sanitized_lines(out) + "\n";  // as run() writes it
             source_of.push_back(source);
         }
     daemon::LoadResult loaded = daemon::parse_config(text, std::string(kCheckName));
@@ -513,6 +526,7 @@ ImportResult Importer::run(std::string_view text) {
         result.toml = header() + "\n";
         for (auto* part : {&body_, &tail_})
             for (auto& [out, source] : *part) result.toml += out + "\n";
+        result.toml = sanitized_lines(result.toml);  // whatever a message quoted from the input (as final_check)
     }
     result.diagnostics = std::move(diagnostics_);
     result.converted = converted_;

@@ -251,7 +251,8 @@ TEST_CASE("kept comments are valid UTF-8 even when the line is not") {
     // made TOML that splitpool's parser refused
     for (std::string bad : {std::string("# \xc0\xaf x\n"), std::string("# \xed\xa0\x80 x\n"),
                             std::string("# \xe0\x80\xaf x\n"), std::string("# \xf4\x90\x80\x80 x\n"),
-                            std::string("# \xf0\x9f\x98\n"), std::string("# a\x01b\n")}) {
+                            std::string("# \xf0\x9f\x98\n"), std::string("# a\x01b\n"),
+                            std::string("wd_p_period\xf0\xff\xff\xff""0 = 5\n")}) {  // an ignored key, named in the summary
         CAPTURE(bad);
         tools::ImportResult r = convert(bad + "backend_hostname0 = 'h'\n");
         REQUIRE_MESSAGE(r.ok, printed(r));

@@ -1,5 +1,6 @@
 """Fixtures: one PostgreSQL cluster (primary + 2 replicas) per session and a factory of splitpool instances."""
 
+import contextlib
 import os
 import pwd
 import shutil
@@ -30,20 +31,28 @@ def _postgres_owned_tempdir(prefix):
     return path
 
 
-@pytest.fixture(scope="session")
-def cluster():
-    base = int(os.environ.get("SPLITPOOL_TEST_PGPORT", "21000"))
-    path = _postgres_owned_tempdir("splitpool-it-pg-")
-    c = Cluster(path, base, REPLICAS)
+@contextlib.contextmanager
+def throwaway_cluster(prefix, base, replicas):
+    """A primary and `replicas` standbys on ports from `base`, in a postgres-owned temp folder; stopped
+    and removed afterwards."""
+    path = _postgres_owned_tempdir(prefix)
+    c = Cluster(path, base, replicas)
     try:
-        c.script("start", path, base, REPLICAS)
-        for db in TEST_DATABASES:
-            c.sql(0, f"create database {db}")
-        c.wait_replicas_caught_up()
+        c.script("start", path, base, replicas)
         yield c
     finally:
         c.script("stop", path, check=False)
         shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def cluster():
+    base = int(os.environ.get("SPLITPOOL_TEST_PGPORT", "21000"))
+    with throwaway_cluster("splitpool-it-pg-", base, REPLICAS) as c:
+        for db in TEST_DATABASES:
+            c.sql(0, f"create database {db}")
+        c.wait_replicas_caught_up()
+        yield c
 
 
 @pytest.fixture(scope="session")
@@ -90,8 +99,9 @@ def pytest_runtest_makereport(item, call):
     setattr(item, "rep_" + report.when, report)
 
 
-@pytest.fixture
-def splitpool(request, cluster, ports):
+def splitpool_factory(request, cluster, ports):
+    """The body of a splitpool fixture for `cluster` (`yield from` it): the factory, torn down after the
+    test, which fails if the teardown found problems."""
     factory = SplitpoolFactory(cluster, ports)
     try:
         yield factory
@@ -99,3 +109,8 @@ def splitpool(request, cluster, ports):
         rep = getattr(request.node, "rep_call", None)
         problems = factory.teardown(test_failed=rep is None or rep.failed)
     assert not problems, "\n".join(problems)
+
+
+@pytest.fixture
+def splitpool(request, cluster, ports):
+    yield from splitpool_factory(request, cluster, ports)

@@ -13,6 +13,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from helpers import wait_until
+
 REPO = Path(__file__).resolve().parents[2]
 
 _LAYOUT_PROBE = r"""
@@ -138,14 +140,8 @@ def config_text(port, num_children, workdir, backend_port, extra=None):
 
 
 def wait_for(predicate, timeout, what, interval=0.01):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(interval)
+    """helpers.wait_until, polled more often: start-up times are what this measures."""
+    return wait_until(predicate, timeout, what, interval)
 
 
 def median(values):

@@ -4,14 +4,13 @@ the replication check are on; the hooks are shell scripts that log their argumen
 write them (failover_command promotes, follow_primary_command re-points the standby and attaches it)."""
 
 import os
-import shutil
 import time
 
 import psycopg
 import pytest
 
-from conftest import SplitpoolFactory, _postgres_owned_tempdir
-from helpers import Cluster, psql, wait_until
+from conftest import splitpool_factory, throwaway_cluster
+from helpers import psql, wait_until
 from test_faults import pg_ctl
 from test_health import pool_nodes
 from test_pcp import BIN as PCP_BIN, PCP_USER, write_pcp_files
@@ -25,25 +24,13 @@ def own_cluster():
     """A fresh primary + 2 standbys on SPLITPOOL_TEST_FAILOVER_PGPORT (default: the shared cluster's + 200)."""
     shared = int(os.environ.get("SPLITPOOL_TEST_PGPORT", "21000"))
     base = int(os.environ.get("SPLITPOOL_TEST_FAILOVER_PGPORT", str(shared + 200)))
-    path = _postgres_owned_tempdir("splitpool-it-pg-fo-")
-    c = Cluster(path, base, 2)
-    try:
-        c.script("start", path, base, 2)
+    with throwaway_cluster("splitpool-it-pg-fo-", base, 2) as c:
         yield c
-    finally:
-        c.script("stop", path, check=False)
-        shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture
 def own_splitpool(request, own_cluster, ports):
-    factory = SplitpoolFactory(own_cluster, ports)
-    try:
-        yield factory
-    finally:
-        rep = getattr(request.node, "rep_call", None)
-        problems = factory.teardown(test_failed=rep is None or rep.failed)
-    assert not problems, "\n".join(problems)
+    yield from splitpool_factory(request, own_cluster, ports)
 
 
 def backends(cluster, weights):

@@ -15,8 +15,8 @@ import time
 import pytest
 
 import prefork
-from conftest import SplitpoolFactory, _postgres_owned_tempdir
-from helpers import SPLITPOOL_BIN, Cluster, pid_alive, psql_value, wait_until
+from conftest import splitpool_factory, throwaway_cluster
+from helpers import SPLITPOOL_BIN, pid_alive, psql_value, wait_until
 
 IDLE_CHILDREN = 200
 PSS_BOUND_KB = 150  # pgpool-II 4.3 measured 156 kB per idle child on this machine class
@@ -43,27 +43,17 @@ def test_idle_children_cost_at_most_150_kb_pss_each(ports):
 def big_cluster():
     """A primary alone, with max_connections above SESSIONS (the shared cluster allows 200)."""
     base = int(os.environ.get("SPLITPOOL_TEST_PGPORT", "21000")) + 5
-    path = _postgres_owned_tempdir("splitpool-it-pg-")
-    c = Cluster(path, base, 0)
-    os.environ["PG_MAX_CONNECTIONS"] = str(SESSIONS + 60)
+    os.environ["PG_MAX_CONNECTIONS"] = str(SESSIONS + 60)  # read by pg_cluster.sh start
     try:
-        c.script("start", path, base, 0)
-        yield c
+        with throwaway_cluster("splitpool-it-pg-", base, 0) as c:
+            yield c
     finally:
         os.environ.pop("PG_MAX_CONNECTIONS", None)
-        c.script("stop", path, check=False)
-        shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture
 def big_splitpool(request, big_cluster, ports):
-    factory = SplitpoolFactory(big_cluster, ports)
-    try:
-        yield factory
-    finally:
-        rep = getattr(request.node, "rep_call", None)
-        problems = factory.teardown(test_failed=rep is None or rep.failed)
-    assert not problems, "\n".join(problems)
+    yield from splitpool_factory(request, big_cluster, ports)
 
 
 def stop_slowly(sp):

@@ -18,6 +18,12 @@ using proto::query_message;
 
 namespace {
 
+// ROLLBACK (TO): what a failed transaction accepts and leaves healthy behind (COMMIT, which also
+// ends it, must stay on the failed node: elsewhere it would commit).
+bool ends_failure(const Classification& cls) {
+    return cls.kind == Kind::Rollback || cls.kind == Kind::RollbackToSavepoint;
+}
+
 // Bind: portal name, statement name. Describe/Close: 'S' or 'P', name. Execute: portal name.
 struct Names {
     std::string_view first, second;
@@ -490,7 +496,7 @@ int Dispatcher::choose_main(const std::vector<NodeView>& nodes) {
     const Run* opening = nullptr;
     for (const Run& r : runs_)
         if (!opening && r.statement) opening = &r;
-    bool recovers = opening && (opening->cls->kind == Kind::Rollback || opening->cls->kind == Kind::RollbackToSavepoint);
+    bool recovers = opening && ends_failure(*opening->cls);
     if (int failed = failed_node(nodes); failed >= 0 && !recovers) return failed;
     if (pinned_node_ >= 0) return pinned_node_;
     if (existing_portal_node_ >= 0) return existing_portal_node_;
@@ -521,7 +527,7 @@ void Dispatcher::route_runs(const std::vector<NodeView>& nodes, int main) {
         RouteDecision d = runs_.size() == 1 ? r.decision : decide(*r.cls, r.sql, r.parse_msg >= 0 ? nullptr : r.statement);
         if (!recovered) d = on_failed_node(d, *r.cls, nodes);
         // After a ROLLBACK (TO) the rest of the batch runs as in a healthy session.
-        recovered = recovered || r.cls->kind == Kind::Rollback || r.cls->kind == Kind::RollbackToSavepoint;
+        recovered = recovered || ends_failure(*r.cls);
         if (d.prepared && d.prepared != r.statement) {  // as it is before this run changes the model
             r.prepared_create = d.prepared->create + (d.prepared->sql_level ? "" : std::string(kSync));
             r.prepared_on = d.prepared->nodes;

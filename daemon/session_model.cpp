@@ -60,6 +60,10 @@ void add_setting(SessionModel& s, ReplayEntry entry) {
 // The ReadyForQuery after settings ran: without an error they are in force, and the nodes that ran
 // them (and had every earlier one) need no replay of them; with one, PostgreSQL rolled them back.
 void settle_settings(SessionModel& s) {
+    if (s.pending_settings.empty()) {  // the usual ReadyForQuery: nothing ran that it settles
+        s.error_since_ready = false;
+        return;
+    }
     if (!s.error_since_ready) {
         uint64_t before = s.settings_seq;
         for (ReplayEntry& e : s.pending_settings) add_setting(s, std::move(e));
@@ -308,6 +312,7 @@ std::string replay_bytes(SessionModel& s, int node, int* ready) {
     *ready = 0;
     if (node < 0 || node >= int(s.node_settings.size())) return out;
     uint64_t& seen = s.node_settings[size_t(node)];
+    if (seen == s.settings_seq) return out;  // up to date: every statement's usual case
     for (const ReplayEntry& e : s.settings)
         if (e.seq > seen) out += e.bytes, ++*ready;
     seen = s.settings_seq;

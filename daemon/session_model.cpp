@@ -57,28 +57,38 @@ void add_setting(SessionModel& s, ReplayEntry entry) {
     log.push_back(std::move(entry));
 }
 
-// The ReadyForQuery after settings ran: without an error they are in force, and the nodes that ran
-// them (and had every earlier one) need no replay of them; with one, PostgreSQL rolled them back.
-void settle_settings(SessionModel& s) {
-    if (s.pending_settings.empty()) {  // the usual ReadyForQuery: nothing ran that it settles
+// The ReadyForQuery after settings ran. Idle: without an error they are in force, and a node that
+// ran every one of them (and had every earlier one) needs no replay of them; with one, PostgreSQL
+// rolled them back. In a transaction: a BEGIN later in their batch made them part of it (its
+// ROLLBACK undoes them), so they join its log.
+void settle_settings(SessionModel& s, char status) {
+    if (s.pending_settings.empty()) {
         s.error_since_ready = false;
         return;
     }
-    if (!s.error_since_ready) {
+    if (status != 'I') {
+        for (ReplayEntry& e : s.pending_settings) s.transaction_log.push_back(std::move(e));
+    } else if (!s.error_since_ready) {
         uint64_t before = s.settings_seq;
-        for (ReplayEntry& e : s.pending_settings) add_setting(s, std::move(e));
-        for (size_t n = 0; n < s.node_settings.size(); ++n)
-            if (s.pending_nodes.test(n) && s.node_settings[n] >= before) s.node_settings[n] = s.settings_seq;
+        NodeSet ran_all;
+        ran_all.set();
+        for (ReplayEntry& e : s.pending_settings) {
+            ran_all &= e.ran_on;
+            add_setting(s, std::move(e));
+        }
+        for (size_t n = 0; n < s.node_settings.size(); ++n)  // (a NodeSet has no cheaper walk)
+            if (ran_all.test(n) && s.node_settings[n] >= before) s.node_settings[n] = s.settings_seq;
     }
     s.pending_settings.clear();
-    s.pending_nodes.reset();
     s.error_since_ready = false;
 }
 
 void commit_transaction_settings(SessionModel& s) {
     for (ReplayEntry& e : s.transaction_log)
-        if (e.savepoint.empty() && e.session_level) s.pending_settings.push_back(std::move(e));
-    s.pending_nodes |= s.transaction_nodes;
+        if (e.savepoint.empty() && e.session_level) {
+            e.ran_on = s.transaction_nodes;
+            s.pending_settings.push_back(std::move(e));
+        }
 }
 
 void note_savepoint(SessionModel& s, const Classification& cls) {
@@ -135,8 +145,8 @@ void note_replay(SessionModel& s, const Classification& cls, const RouteDecision
     if (s.in_transaction) {
         s.transaction_log.push_back(std::move(e));
     } else if (e.session_level) {
+        e.ran_on = d.nodes;
         s.pending_settings.push_back(std::move(e));
-        s.pending_nodes |= d.nodes;
     }
 }
 
@@ -250,7 +260,7 @@ void note_statement(SessionModel& s, const Classification& cls, std::string_view
 }
 
 void note_transaction_status(SessionModel& s, char status, bool last_was_multi) {
-    settle_settings(s);
+    settle_settings(s, status);
     if (status == 'I') {
         if (s.in_transaction || !s.portals.empty()) end_transaction(s);
         return;
@@ -270,7 +280,7 @@ void forget_node(SessionModel& s, int node) {
     s.node_settings[size_t(node)] = 0;
     s.session_nodes.reset(size_t(node));
     s.transaction_nodes.reset(size_t(node));
-    s.pending_nodes.reset(size_t(node));
+    for (ReplayEntry& e : s.pending_settings) e.ran_on.reset(size_t(node));
 }
 
 void note_parse(SessionModel& s, std::string name, std::string_view sql, std::string parse_message,

@@ -39,6 +39,7 @@ struct ReplayEntry {
     bool session_level = true;        // survives the transaction's COMMIT (SET LOCAL does not)
     bool reset_all = false;           // RESET ALL: replaces every earlier setting
     uint64_t seq = 0;                 // session settings: its place in the session's history
+    NodeSet ran_on;                   // pending settings: the nodes that ran it
 };
 
 struct SessionModel {
@@ -73,7 +74,6 @@ struct SessionModel {
     uint64_t settings_seq = 0;            // seq of the newest setting (0: none yet)
     std::array<uint64_t, shm::kMaxNodes> node_settings{};  // per node: settings seen up to this seq
     std::vector<ReplayEntry> pending_settings;  // ran, not yet confirmed by a ReadyForQuery
-    NodeSet pending_nodes;                // the nodes that ran them
     bool error_since_ready = false;       // an ErrorResponse reached the client since the last ReadyForQuery
     std::set<std::string> temp_tables;    // check_temp_table = trace: CREATE TEMP TABLE names
     std::set<std::string> listening;      // LISTEN channels (on the primary)

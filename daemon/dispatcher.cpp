@@ -19,9 +19,19 @@ using proto::query_message;
 namespace {
 
 // ROLLBACK (TO): what a failed transaction accepts and leaves healthy behind (COMMIT, which also
-// ends it, must stay on the failed node: elsewhere it would commit).
+// ends it, must stay on the failed node: elsewhere it would commit; see rolls_back_commit).
 bool ends_failure(const Classification& cls) {
     return cls.kind == Kind::Rollback || cls.kind == Kind::RollbackToSavepoint;
+}
+
+// An unnamed Parse of ROLLBACK: what a healthy node of a failed transaction gets for its COMMIT.
+// (PostgreSQL answers that COMMIT with the tag ROLLBACK, so the client sees the same replies.)
+std::string rollback_parse() {
+    std::string out;
+    proto::Writer w(out);
+    w.begin('P').cstr("").cstr("ROLLBACK").i16(0);
+    w.finish();
+    return out;
 }
 
 // Bind: portal name, statement name. Describe/Close: 'S' or 'P', name. Execute: portal name.
@@ -489,14 +499,25 @@ void Dispatcher::collect_runs() {
     }
 }
 
+const Dispatcher::Run* Dispatcher::opening_run() const {
+    for (const Run& r : runs_)
+        if (r.statement) return &r;
+    return nullptr;
+}
+
+// A COMMIT (not AND CHAIN) parsed as the unnamed statement in this batch: a node other than the
+// failed one can be sent ROLLBACK in its place (a named one would stay ROLLBACK there for later Binds).
+bool Dispatcher::rolls_back_commit(const Run& r) const {
+    return r.cls->kind == Kind::Commit && !r.cls->chain && r.parse_msg >= 0 && r.name.empty();
+}
+
 int Dispatcher::choose_main(const std::vector<NodeView>& nodes) {
     // In a failed transaction the failed node answers, unless the batch begins with ROLLBACK (TO)
     // (psycopg's pipeline: ROLLBACK, then the next statements), which every node of the
-    // transaction gets. A COMMIT stays on the failed node: elsewhere it would commit.
-    const Run* opening = nullptr;
-    for (const Run& r : runs_)
-        if (!opening && r.statement) opening = &r;
-    bool recovers = opening && ends_failure(*opening->cls);
+    // transaction gets. A COMMIT stays on the failed node, unless it can be sent elsewhere as
+    // ROLLBACK (rolls_back_commit).
+    const Run* opening = opening_run();
+    bool recovers = opening && (ends_failure(*opening->cls) || rolls_back_commit(*opening));
     if (int failed = failed_node(nodes); failed >= 0 && !recovers) return failed;
     if (pinned_node_ >= 0) return pinned_node_;
     if (existing_portal_node_ >= 0) return existing_portal_node_;
@@ -519,6 +540,7 @@ int Dispatcher::choose_main(const std::vector<NodeView>& nodes) {
 // model, held to the main node (a read in a batch that writes runs on the primary), and noted.
 void Dispatcher::route_runs(const std::vector<NodeView>& nodes, int main) {
     bool recovered = false;
+    const Run* opening = opening_run();
     for (Run& r : runs_) {
         if (!r.statement) continue;
         // A statement parsed in this batch exists nowhere else: it is routed as its text alone.
@@ -527,7 +549,7 @@ void Dispatcher::route_runs(const std::vector<NodeView>& nodes, int main) {
         RouteDecision d = runs_.size() == 1 ? r.decision : decide(*r.cls, r.sql, r.parse_msg >= 0 ? nullptr : r.statement);
         if (!recovered) d = on_failed_node(d, *r.cls, nodes);
         // After a ROLLBACK (TO) the rest of the batch runs as in a healthy session.
-        recovered = recovered || ends_failure(*r.cls);
+        recovered = recovered || ends_failure(*r.cls) || (&r == opening && rolls_back_commit(r));
         if (d.prepared && d.prepared != r.statement) {  // as it is before this run changes the model
             r.prepared_create = d.prepared->create + (d.prepared->sql_level ? "" : std::string(kSync));
             r.prepared_on = d.prepared->nodes;
@@ -619,7 +641,7 @@ void Dispatcher::send_batch(bool sync, int main, const std::vector<NodeView>& no
     int creates = 0;
     std::string create = pinned_node_ >= 0 ? std::string() : creates_for(main, true, &creates);
     if (creates > 0) add_send(main, Delivery::Swallow, std::move(create), plan, creates);
-    add_send(main, Delivery::Forward, batch_, plan, sync ? 1 : 0);
+    add_send(main, Delivery::Forward, main_batch(main, nodes), plan, sync ? 1 : 0);
     Send& forward = plan.sends.back();
     forward.counts_as_select = reads;
     if (!runs_.empty() && runs_.back().statement)
@@ -634,6 +656,17 @@ void Dispatcher::send_batch(bool sync, int main, const std::vector<NodeView>& no
     for (int node = 0; node < int(nodes.size()) && node < shm::kMaxNodes; ++node)
         if (fan.test(size_t(node))) send_fan_out(node, failed_node(nodes) >= 0, plan);
     close_elsewhere(main, plan);
+}
+
+// The batch as the main node gets it: whole, but in a failed transaction that failed elsewhere an
+// opening COMMIT becomes ROLLBACK (the COMMIT itself would commit there).
+std::string Dispatcher::main_batch(int main, const std::vector<NodeView>& nodes) {
+    const Run* opening = opening_run();
+    int failed = failed_node(nodes);
+    if (failed < 0 || failed == main || !opening || !rolls_back_commit(*opening)) return batch_;
+    commit_sent_as_rollback_ = true;
+    size_t at = batch_msgs_[size_t(opening->parse_msg)].second;
+    return batch_.substr(0, at) + rollback_parse() + batch_.substr(at + message_at(size_t(opening->parse_msg)).size());
 }
 
 // A node other than the main one: the runs whose decision includes it, replies not heard. In a
@@ -694,6 +727,11 @@ void Dispatcher::finish_batch(bool sync, int main) {
         note_close(model_, n.what, std::string(n.first));
     }
     pinned_node_ = sync ? -1 : main;
+    if (commit_sent_as_rollback_) {  // the main node's unnamed statement is not that COMMIT
+        auto it = model_.statements.find("");
+        if (it != model_.statements.end() && it->second.cls->kind == Kind::Commit) it->second.nodes.reset(size_t(main));
+        commit_sent_as_rollback_ = false;
+    }
     batch_.clear();
     batch_msgs_.clear();
     runs_.clear();

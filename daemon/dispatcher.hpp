@@ -128,12 +128,15 @@ private:
     void plan_query(std::string_view sql, const char* msg, size_t size, const std::vector<NodeView>& nodes, Plan& plan);
     void plan_batch(bool sync, const std::vector<NodeView>& nodes, Plan& plan);
     void collect_runs();
+    const Run* opening_run() const;
+    bool rolls_back_commit(const Run& r) const;
     int choose_main(const std::vector<NodeView>& nodes);
     bool answer_aborted_batch(int main, const std::vector<NodeView>& nodes, Plan& plan);
     void route_runs(const std::vector<NodeView>& nodes, int main);
     void send_batch(bool sync, int main, const std::vector<NodeView>& nodes, Plan& plan);
     std::string creates_for(int node, bool all_runs, int* count) const;
     std::string run_messages(const Run& run) const;
+    std::string main_batch(int main, const std::vector<NodeView>& nodes);
     void send_fan_out(int node, bool failed, Plan& plan);
     void close_elsewhere(int main, Plan& plan);
     void finish_batch(bool sync, int main);
@@ -176,6 +179,7 @@ private:
     std::vector<std::pair<std::string, size_t>> parsed_;  // statements parsed in this batch, message index
     int existing_portal_node_ = -1;                    // the batch uses a portal bound by an earlier one
     int pinned_node_ = -1;                             // a Flush-ended batch continues on this node
+    bool commit_sent_as_rollback_ = false;             // main_batch made the opening COMMIT a ROLLBACK
 };
 
 }  // namespace splitpool::daemon

@@ -405,6 +405,28 @@ def test_pipeline_rollback_of_a_failed_transaction_then_a_write(splitpool, clust
         assert node_value(cluster, 0, "select count(*) from ss_pipe_rb") == 1
 
 
+@pytest.mark.parametrize("load_balance_on_write", ["transaction", "off"])
+def test_pipeline_commit_of_a_failed_transaction_then_a_write(splitpool, cluster, load_balance_on_write):
+    """psycopg 3 pipeline: a transaction fails on a standby; COMMIT (answered ROLLBACK) and a write
+    in one pipeline. The write runs on the primary, and with 'off' (reads stay balanced after a
+    write) the transaction's earlier write on the primary is rolled back, not committed."""
+    make_table(cluster, "ss_pipe_commit", "id int")
+    sp = splitpool_for(splitpool, cluster, disable_load_balance_on_write=load_balance_on_write)
+    with pg3(sp.port) as c:
+        c.execute("begin")
+        assert c.execute("select inet_server_port()").fetchone()[0] in standby_ports(cluster)
+        if load_balance_on_write == "off":
+            c.execute("insert into ss_pipe_commit values (1)")
+            assert c.execute("select inet_server_port()").fetchone()[0] in standby_ports(cluster)
+        with pytest.raises(psycopg.errors.UndefinedTable):
+            c.execute("select * from ss_no_such_table")
+        with c.pipeline():
+            cur = c.execute("commit")
+            c.execute("insert into ss_pipe_commit values (2)")
+        assert cur.statusmessage == "ROLLBACK"
+    assert node_value(cluster, 0, "select array_agg(id) from ss_pipe_commit") == [2]
+
+
 def test_rollback_to_savepoint_recovers_a_transaction_failed_on_every_node(splitpool, cluster):
     """A statement that fails on every node of the transaction (RELEASE of an unknown savepoint);
     ROLLBACK TO must recover all of them, so the transaction goes on and commits its write."""

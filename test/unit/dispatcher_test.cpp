@@ -112,7 +112,11 @@ struct Harness {
             if (at > f.size()) out += " ";
             out += f.type;
             if (f.type == 'Q') out += "(" + std::string(r.cstr()) + ")";
-            if (f.type == 'P') out += "(" + std::string(r.cstr()) + ")";
+            if (f.type == 'P') {  // its text only for ROLLBACK, which may stand in for a COMMIT
+                std::string name(r.cstr());
+                std::string_view text = r.cstr();
+                out += "(" + name + (text == "ROLLBACK" ? ",ROLLBACK" : "") + ")";
+            }
             if (f.type == 'B') {
                 std::string portal(r.cstr());
                 out += "(" + portal + "," + std::string(r.cstr()) + ")";
@@ -284,7 +288,7 @@ const Row kRows[] = {
     // failed transactions: the failed node answers, COMMIT rolls back everywhere
     {"", "Q:BEGIN|Q:SELECT 1|!E1|Q:SELECT 2", "1F[Q(SELECT 2)]", "tx"},
     {"", "Q:BEGIN|Q:SELECT 1|!E1|Q:COMMIT", "0s[Q(ROLLBACK)] 1F[Q(COMMIT)]", ""},
-    {"", "Q:BEGIN|Q:SELECT 1|!E1|P::COMMIT|B::|E:|S", "1F[P() B(,) E S] 0s[Q(ROLLBACK)]", ""},
+    {"", "Q:BEGIN|Q:SELECT 1|!E1|P::COMMIT|B::|E:|S", "0F[P(,ROLLBACK) B(,) E S] 1s[Q(ROLLBACK)]", ""},
     // a failed transaction: nothing but its end and ROLLBACK TO takes effect; a batch opening with
     // ROLLBACK (TO) reaches every node of the transaction and the rest of it runs where it belongs
     {"", "Q:BEGIN|Q:SELECT 1|!E1|Q:PREPARE p AS SELECT 1", "1F[Q(PREPARE p AS SELECT 1)]", "tx+statements=0"},
@@ -292,11 +296,18 @@ const Row kRows[] = {
     {"", "Q:BEGIN|Q:SAVEPOINT a|Q:SELECT 1|!E1|Q:ROLLBACK TO a|Q:PREPARE p AS SELECT 1", "1F[Q(PREPARE p AS SELECT 1)]",
      "tx+statements=1"},
     {"", "Q:BEGIN|Q:SELECT 1|!E1|P::ROLLBACK|B::|E:|P::INSERT INTO t VALUES (1)|B::|E:|S",
-     "0F[P() B(,) E P() B(,) E S] 1s[Q(ROLLBACK)]", ""},
+     "0F[P(,ROLLBACK) B(,) E P() B(,) E S] 1s[Q(ROLLBACK)]", ""},
     {"", "P::BEGIN|B::|E:|P::SELECT 1|B::|E:|S|!E1|P::ROLLBACK|B::|E:|P::INSERT INTO t VALUES (1)|B::|E:|S",
-     "0s[Q(BEGIN)] 0F[P() B(,) E P() B(,) E S] 1s[Q(ROLLBACK)]", ""},
-    // known limit: after a COMMIT of a failed transaction, the rest of its batch stays on the failed node
+     "0s[Q(BEGIN)] 0F[P(,ROLLBACK) B(,) E P() B(,) E S] 1s[Q(ROLLBACK)]", ""},
+    // a batch opening with COMMIT: the failed node rolls back, the rest runs where it belongs, and
+    // the node answering for the COMMIT gets ROLLBACK in its place (a COMMIT would commit there)
     {"", "Q:BEGIN|Q:SELECT 1|!E1|P::COMMIT|B::|E:|P::INSERT INTO t VALUES (1)|B::|E:|S",
+     "0F[P(,ROLLBACK) B(,) E P() B(,) E S] 1s[Q(ROLLBACK)]", ""},
+    {"", "Q:BEGIN|Q:SELECT 1|!E1|P::COMMIT|B::|E:|S|B::|E:|S", "0s[P() S] 0F[B(,) E S]", ""},
+    // ... but not a named COMMIT (it would stay ROLLBACK on that node) nor COMMIT AND CHAIN
+    {"", "Q:BEGIN|Q:SELECT 1|!E1|P:c:COMMIT|B::c|E:|P::INSERT INTO t VALUES (1)|B::|E:|S",
+     "1F[P(c) B(,c) E P() B(,) E S] 0s[Q(ROLLBACK)]", ""},
+    {"", "Q:BEGIN|Q:SELECT 1|!E1|P::COMMIT AND CHAIN|B::|E:|P::INSERT INTO t VALUES (1)|B::|E:|S",
      "1F[P() B(,) E P() B(,) E S] 0s[Q(ROLLBACK)]", ""},
     // a node joins the transaction as the run it gets finds it, not as the batch began
     {"", "Q:SELECT 1|Q:BEGIN|Q:INSERT INTO t VALUES (1)|P::COMMIT|B::|E:|P::DISCARD TEMP|B::|E:|P::BEGIN|B::|E:|S",

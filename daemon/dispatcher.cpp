@@ -34,6 +34,26 @@ std::string rollback_parse() {
     return out;
 }
 
+// Whether the statements after this run share its implicit transaction with a completed statement
+// (PostgreSQL's XACT_FLAGS_PIPELINING): a transaction's end starts a fresh one, transaction control
+// statements do not count.
+bool continues_pipeline(const Classification& cls, bool pipelined) {
+    switch (cls.kind) {
+    case Kind::Commit: case Kind::Rollback: case Kind::TwoPhase: return false;
+    case Kind::Begin: case Kind::Savepoint: case Kind::RollbackToSavepoint: case Kind::ReleaseSavepoint: return pipelined;
+    default: return true;
+    }
+}
+
+// A decision carried out on one node.
+RouteDecision held_to(RouteDecision d, int node) {
+    d.nodes.reset();
+    d.nodes.set(size_t(node));
+    d.node = node;
+    d.prepared = nullptr;
+    return d;
+}
+
 // Bind: portal name, statement name. Describe/Close: 'S' or 'P', name. Execute: portal name.
 struct Names {
     std::string_view first, second;
@@ -499,6 +519,17 @@ void Dispatcher::collect_runs() {
     }
 }
 
+// DISCARD ALL cannot run in a transaction block, nor after another statement of its batch's
+// implicit transaction (PostgreSQL 15: "cannot be executed within a pipeline"); SAVEPOINT and its
+// RELEASE and ROLLBACK TO only run in a transaction block.
+bool Dispatcher::refused_in_batch(const Classification& cls, bool pipelined) const {
+    switch (cls.kind) {
+    case Kind::DiscardAll: return pipelined || model_.in_transaction;
+    case Kind::Savepoint: case Kind::ReleaseSavepoint: case Kind::RollbackToSavepoint: return !model_.in_transaction;
+    default: return false;
+    }
+}
+
 const Dispatcher::Run* Dispatcher::opening_run() const {
     for (const Run& r : runs_)
         if (r.statement) return &r;
@@ -539,17 +570,25 @@ int Dispatcher::choose_main(const std::vector<NodeView>& nodes) {
 // Pass 2: each run routed again in order, as the statements before it in the batch left the
 // model, held to the main node (a read in a batch that writes runs on the primary), and noted.
 void Dispatcher::route_runs(const std::vector<NodeView>& nodes, int main) {
-    bool recovered = false;
+    bool recovered = false, pipelined = false, refused = false;
     const Run* opening = opening_run();
     for (Run& r : runs_) {
-        if (!r.statement) continue;
+        // PostgreSQL skips the rest of the batch after a run it refuses for certain: nothing of it is
+        // noted, and it goes to the main node only (elsewhere it would run).
+        refused = refused || !r.statement || refused_in_batch(*r.cls, pipelined);
+        if (refused) {
+            if (r.statement) r.decision = held_to(r.decision, main);
+            continue;
+        }
+        pipelined = continues_pipeline(*r.cls, pipelined);
         // A statement parsed in this batch exists nowhere else: it is routed as its text alone.
         // A batch of one run (pgbench -M prepared: Bind, Execute, Sync) finds the model as pass 1
         // did, so pass 1's decision stands; routing it again would cost the hot path a second time.
         RouteDecision d = runs_.size() == 1 ? r.decision : decide(*r.cls, r.sql, r.parse_msg >= 0 ? nullptr : r.statement);
         if (!recovered) d = on_failed_node(d, *r.cls, nodes);
-        // After a ROLLBACK (TO) the rest of the batch runs as in a healthy session.
-        recovered = recovered || ends_failure(*r.cls) || (&r == opening && rolls_back_commit(r));
+        // After a ROLLBACK (TO) the rest of the batch runs as in a healthy session, as after an
+        // opening COMMIT (on the failed node, or as ROLLBACK where rolls_back_commit allows).
+        recovered = recovered || ends_failure(*r.cls) || (&r == opening && r.cls->kind == Kind::Commit);
         if (d.prepared && d.prepared != r.statement) {  // as it is before this run changes the model
             r.prepared_create = d.prepared->create + (d.prepared->sql_level ? "" : std::string(kSync));
             r.prepared_on = d.prepared->nodes;
@@ -640,8 +679,16 @@ void Dispatcher::send_batch(bool sync, int main, const std::vector<NodeView>& no
     fan.reset(size_t(main));
     int creates = 0;
     std::string create = pinned_node_ >= 0 ? std::string() : creates_for(main, true, &creates);
+    std::string bytes = main_batch(main, nodes);
+    // In a failed transaction the statements the batch lacks cannot be created before its opening
+    // ROLLBACK or COMMIT ends the failure: that run goes first, closed by a Sync of splitpool's own.
+    if (size_t split = creates > 0 && sync ? recovery_split(main, nodes) : 0; split > 0) {
+        add_send(main, Delivery::Forward, bytes.substr(0, split) + std::string(kSync), plan);
+        plan.sends.back().swallow_ready = true;
+        bytes.erase(0, split);
+    }
     if (creates > 0) add_send(main, Delivery::Swallow, std::move(create), plan, creates);
-    add_send(main, Delivery::Forward, main_batch(main, nodes), plan, sync ? 1 : 0);
+    add_send(main, Delivery::Forward, std::move(bytes), plan, sync ? 1 : 0);
     Send& forward = plan.sends.back();
     forward.counts_as_select = reads;
     if (!runs_.empty() && runs_.back().statement)
@@ -667,6 +714,22 @@ std::string Dispatcher::main_batch(int main, const std::vector<NodeView>& nodes)
     commit_sent_as_rollback_ = true;
     size_t at = batch_msgs_[size_t(opening->parse_msg)].second;
     return batch_.substr(0, at) + rollback_parse() + batch_.substr(at + message_at(size_t(opening->parse_msg)).size());
+}
+
+// Where the batch splits when its opening run ends the failed transaction of `main` (the end of
+// that run's messages), or 0: no failure there, or nothing follows, or the run lacks its own
+// statement there (created first, as a Parse of a transaction's end may be even when it failed).
+size_t Dispatcher::recovery_split(int main, const std::vector<NodeView>& nodes) const {
+    const Run* opening = opening_run();
+    if (failed_node(nodes) != main || !opening) return 0;
+    if (!ends_failure(*opening->cls) && opening->cls->kind != Kind::Commit) return 0;
+    if (opening->parse_msg < 0 && !opening->statement->nodes.test(size_t(main))) return 0;
+    for (size_t i = opening->bind + 1; i < batch_msgs_.size(); ++i) {
+        char type = batch_msgs_[i].first;
+        if (type == 'S') return 0;
+        if (type == 'P' || type == 'B') return batch_msgs_[i].second;
+    }
+    return 0;
 }
 
 // A node other than the main one: the runs whose decision includes it, replies not heard. In a

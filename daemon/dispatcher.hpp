@@ -28,6 +28,7 @@ struct Send {
     Delivery delivery = Delivery::Forward;
     std::string bytes;
     int ready_count = 1;      // ReadyForQuery messages that close it (0: a Flush-ended batch)
+    bool swallow_ready = false;  // Forward, but its ReadyForQuery is splitpool's own (a split batch)
     bool retryable = false;   // balanced read outside a transaction: may be redone on the primary
     bool counts_as_select = false;  // a read: counted in the node's select_cnt (pgpool's SHOW POOL_NODES)
     shm::StatementClass stmt_class = shm::StatementClass::Other;
@@ -86,6 +87,7 @@ public:
     void note_ready(char status);
     // An ErrorResponse reached the client (the settings of its batch did not stick).
     void note_error() { daemon::note_error(model_); }
+    void note_commit_done() { daemon::note_commit_done(model_); }
     const SessionModel& model() const { return model_; }
     // The session lost its connection to a standby: it goes on without it, and new sessions skip
     // the node for a while (it may be back: the next session tries again after the back-off).
@@ -129,6 +131,7 @@ private:
     void plan_batch(bool sync, const std::vector<NodeView>& nodes, Plan& plan);
     void collect_runs();
     const Run* opening_run() const;
+    bool refused_in_batch(const parser::Classification& cls, bool pipelined) const;
     bool rolls_back_commit(const Run& r) const;
     int choose_main(const std::vector<NodeView>& nodes);
     bool answer_aborted_batch(int main, const std::vector<NodeView>& nodes, Plan& plan);
@@ -137,6 +140,7 @@ private:
     std::string creates_for(int node, bool all_runs, int* count) const;
     std::string run_messages(const Run& run) const;
     std::string main_batch(int main, const std::vector<NodeView>& nodes);
+    size_t recovery_split(int main, const std::vector<NodeView>& nodes) const;
     void send_fan_out(int node, bool failed, Plan& plan);
     void close_elsewhere(int main, Plan& plan);
     void finish_batch(bool sync, int main);

@@ -319,6 +319,7 @@ bool Relay::execute(Send& send) {
         Unit u;
         u.delivery = send.delivery;
         u.ready_left = send.ready_count;
+        u.swallow_ready = send.swallow_ready;
         if (send.delivery == Delivery::Forward) u.sent_us = now_us();
         if (send.retryable && send.node != ctx_.dispatcher.primary()) {
             u.retryable = true;
@@ -533,6 +534,8 @@ void Relay::deliver(NodeIo& n, const char* data, size_t size, char type, const c
     if (type == 'Z' && u && u->swallow_ready) d = Delivery::Swallow;
     if (data && d == Delivery::Forward) client_out_.append(data, size);
     if (type == 'E' && d == Delivery::Forward) ctx_.dispatcher.note_error();
+    if (type == 'C' && d == Delivery::Forward && body_size == 7 && memcmp(body, "COMMIT", 7) == 0)
+        ctx_.dispatcher.note_commit_done();
     if (type == 'Z' && d == Delivery::Forward && body_size > 0) ctx_.dispatcher.note_ready(body[0]);
     if (type == 'E' && n.node < shm::kMaxNodes) ctx_.table.node(n.node).errors.fetch_add(1, std::memory_order_relaxed);
     if (d == Delivery::Swallow && type == 'E' && u)

@@ -57,36 +57,44 @@ void add_setting(SessionModel& s, ReplayEntry entry) {
     log.push_back(std::move(entry));
 }
 
-// The ReadyForQuery after settings ran. Idle: without an error they are in force, and a node that
-// ran every one of them (and had every earlier one) needs no replay of them; with one, PostgreSQL
-// rolled them back. In a transaction: a BEGIN later in their batch made them part of it (its
-// ROLLBACK undoes them), so they join its log.
+// The ReadyForQuery after settings ran. Those a COMMIT made final are in force whatever followed
+// it (an error after all of the batch's COMMITs, or after the one that ended their transaction:
+// an error at the COMMIT itself rolled them back). The others, idle: in force without an error, else PostgreSQL rolled them back; in a
+// transaction: a BEGIN later in their batch made them part of it (its ROLLBACK undoes them), so
+// they join its log. A node that ran every one put in force (and had every earlier one) needs no
+// replay of them.
 void settle_settings(SessionModel& s, char status) {
+    uint32_t done = s.commits_done;
+    s.commits_planned = s.commits_done = 0;
     if (s.pending_settings.empty()) {
         s.error_since_ready = false;
         return;
     }
-    if (status != 'I') {
-        for (ReplayEntry& e : s.pending_settings) s.transaction_log.push_back(std::move(e));
-    } else if (!s.error_since_ready) {
-        uint64_t before = s.settings_seq;
-        NodeSet ran_all;
-        ran_all.set();
-        for (ReplayEntry& e : s.pending_settings) {
+    uint64_t before = s.settings_seq;
+    NodeSet ran_all;
+    ran_all.set();
+    for (ReplayEntry& e : s.pending_settings) {
+        bool committed = e.commit > 0 && (!s.error_since_ready || e.commit <= done);
+        if (committed || (e.commit == 0 && status == 'I' && !s.error_since_ready)) {
             ran_all &= e.ran_on;
+            e.commit = 0;
             add_setting(s, std::move(e));
+        } else if (e.commit == 0 && status != 'I') {
+            s.transaction_log.push_back(std::move(e));
         }
-        for (size_t n = 0; n < s.node_settings.size(); ++n)  // (a NodeSet has no cheaper walk)
-            if (ran_all.test(n) && s.node_settings[n] >= before) s.node_settings[n] = s.settings_seq;
     }
+    for (size_t n = 0; n < s.node_settings.size() && s.settings_seq != before; ++n)  // (no cheaper NodeSet walk)
+        if (ran_all.test(n) && s.node_settings[n] >= before) s.node_settings[n] = s.settings_seq;
     s.pending_settings.clear();
     s.error_since_ready = false;
 }
 
 void commit_transaction_settings(SessionModel& s) {
+    ++s.commits_planned;
     for (ReplayEntry& e : s.transaction_log)
         if (e.savepoint.empty() && e.session_level) {
             e.ran_on = s.transaction_nodes;
+            e.commit = s.commits_planned;
             s.pending_settings.push_back(std::move(e));
         }
 }
@@ -274,6 +282,8 @@ void note_transaction_status(SessionModel& s, char status, bool last_was_multi) 
 }
 
 void note_error(SessionModel& s) { s.error_since_ready = true; }
+
+void note_commit_done(SessionModel& s) { ++s.commits_done; }
 
 void forget_node(SessionModel& s, int node) {
     if (node < 0 || node >= int(s.node_settings.size())) return;

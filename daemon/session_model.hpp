@@ -40,6 +40,7 @@ struct ReplayEntry {
     bool reset_all = false;           // RESET ALL: replaces every earlier setting
     uint64_t seq = 0;                 // session settings: its place in the session's history
     NodeSet ran_on;                   // pending settings: the nodes that ran it
+    uint32_t commit = 0;              // pending settings: made final by the batch's commit-th COMMIT
 };
 
 struct SessionModel {
@@ -75,6 +76,8 @@ struct SessionModel {
     std::array<uint64_t, shm::kMaxNodes> node_settings{};  // per node: settings seen up to this seq
     std::vector<ReplayEntry> pending_settings;  // ran, not yet confirmed by a ReadyForQuery
     bool error_since_ready = false;       // an ErrorResponse reached the client since the last ReadyForQuery
+    uint32_t commits_planned = 0;         // COMMITs of a transaction sent since it
+    uint32_t commits_done = 0;            // their CommandComplete COMMIT seen since it
     std::set<std::string> temp_tables;    // check_temp_table = trace: CREATE TEMP TABLE names
     std::set<std::string> listening;      // LISTEN channels (on the primary)
     std::map<std::string, PreparedStatement> statements;  // by name ("" = unnamed)
@@ -100,6 +103,8 @@ void note_statement(SessionModel& model, const parser::Classification& cls, std:
 void note_transaction_status(SessionModel& model, char status, bool last_was_multi);
 // An ErrorResponse reached the client.
 void note_error(SessionModel& model);
+// A CommandComplete COMMIT reached the client: the settings of the transaction it ended are in force.
+void note_commit_done(SessionModel& model);
 // The node's connection to the session is gone: a new one starts with no settings.
 void forget_node(SessionModel& model, int node);
 

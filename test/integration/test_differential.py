@@ -27,10 +27,6 @@ SESSIONS = int(os.environ.get("SPLITPOOL_DIFF_SESSIONS", "300"))  # per protocol
 MAX_SECONDS = float(os.environ.get("SPLITPOOL_DIFF_MAX_SECONDS", str(max(60.0, SESSIONS * 0.4))))
 SELF_CHECK_SESSIONS = 40
 
-# Open (routing-state issue): a SET in an extended-protocol batch whose later statement fails is
-# undone on the batch's node (the implicit transaction rolls back) but has already run, and been
-# kept, on the other nodes the SET fans out to; seed 20261201 shows it once in 150 pipeline sessions
-# (session 119: SET application_name, then EXECUTE of an unknown statement, in one batch).
 KNOWN_FAILING: dict = {}  # (protocol, config) -> reason, for a difference known and not yet fixed
 
 CONFIGS = {

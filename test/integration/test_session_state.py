@@ -427,6 +427,61 @@ def test_pipeline_commit_of_a_failed_transaction_then_a_write(splitpool, cluster
     assert node_value(cluster, 0, "select array_agg(id) from ss_pipe_commit") == [2]
 
 
+@pytest.mark.parametrize("protocol", ["simple", "extended"])
+def test_setting_made_final_by_commit_and_chain_survives_the_chained_failure(splitpool, cluster, protocol):
+    """BEGIN; SET; COMMIT AND CHAIN commits the SET; the chained transaction fails and is rolled
+    back; the SET is still in force, on the node the next read runs on (seed 20261203)."""
+    sp = splitpool_for(splitpool, cluster)
+    session = pg2(sp.port) if protocol == "simple" else pg3(sp.port)
+    with session as c:
+        c.execute("begin")
+        c.execute("set application_name = 'chain_kept'")
+        c.execute("commit and chain")
+        with pytest.raises((psycopg.errors.DivisionByZero, psycopg2.errors.DivisionByZero)):
+            c.execute("select 1/0")
+        c.execute("commit")
+        got = c.execute("select current_setting('application_name'), inet_server_port()")
+        row = (got or c).fetchone()
+        assert row[0] == "chain_kept"
+        assert row[1] in standby_ports(cluster)
+
+
+def test_pipeline_discard_all_after_a_statement_is_refused_and_forgets_nothing(splitpool, cluster):
+    """psycopg 3 pipeline: SELECT then DISCARD ALL in one batch: PostgreSQL refuses the DISCARD ALL
+    (25001, within a pipeline), so the session keeps its setting and its prepared statement."""
+    sp = splitpool_for(splitpool, cluster)
+    with pg3(sp.port) as c:
+        c.execute("set application_name = 'kept_by_refusal'")
+        c.execute("prepare kept as select 1")
+        with pytest.raises(psycopg.errors.ActiveSqlTransaction):
+            with c.pipeline():
+                c.execute("select 1")
+                c.execute("discard all")
+        assert c.execute("execute kept").fetchone()[0] == 1
+        row = c.execute("select current_setting('application_name'), inet_server_port()").fetchone()
+        assert row == ("kept_by_refusal", row[1]) and row[1] in standby_ports(cluster)
+
+
+def test_pipeline_rollback_then_a_statement_the_failed_node_lacks(splitpool, cluster):
+    """A transaction fails on the primary; a pipeline opening with ROLLBACK executes a statement
+    prepared on a standby only: it is created on the primary after the ROLLBACK (before it, the
+    failed transaction refused it: 26000 instead of the answer)."""
+    make_table(cluster, "ss_pipe_lack", "id int")
+    sp = splitpool_for(splitpool, cluster)
+    with pg3(sp.port) as c:
+        c.execute("prepare on_standby as select count(*) from ss_pipe_lack")
+        c.execute("begin")
+        c.execute("insert into ss_pipe_lack values (1)")
+        with pytest.raises(psycopg.errors.DivisionByZero):
+            c.execute("select 1/0")
+        with c.pipeline():
+            c.execute("rollback")
+            c.execute("insert into ss_pipe_lack values (2)")
+            cur = c.execute("execute on_standby")
+        assert cur.fetchone()[0] == 1
+    assert node_value(cluster, 0, "select array_agg(id) from ss_pipe_lack") == [2]
+
+
 def test_rollback_to_savepoint_recovers_a_transaction_failed_on_every_node(splitpool, cluster):
     """A statement that fails on every node of the transaction (RELEASE of an unknown savepoint);
     ROLLBACK TO must recover all of them, so the transaction goes on and commits its write."""

@@ -103,6 +103,7 @@ struct Harness {
     static std::string render_send(const daemon::Send& s) {
         std::string out = std::to_string(s.node) + (s.delivery == Delivery::Forward ? "F" : "s");
         if (s.retryable) out += "R";
+        if (s.swallow_ready) out += "z";  // its ReadyForQuery is not the client's
         out += "[";
         for (size_t at = 0; at < s.bytes.size();) {
             proto::Frame f;
@@ -154,6 +155,10 @@ struct Harness {
         for (const std::string& step : split(steps, '|')) {
             if (step == "!X") {  // the next step's reply carries an ErrorResponse
                 error_next = true;
+                continue;
+            }
+            if (step == "!C") {  // a CommandComplete COMMIT reaches the client (before an error)
+                dispatcher->note_commit_done();
                 continue;
             }
             if (step.rfind("!E", 0) == 0) {  // node N reports an error inside the transaction
@@ -267,6 +272,17 @@ const Row kRows[] = {
     // differential run after an early return skipped clearing the pending nodes)
     {"", "Q:BEGIN|Q:SELECT 1|Q:COMMIT|Q:SET a.b = 1|Q:SELECT 2", "1s[Q(SET a.b = 1)] 1FR[Q(SELECT 2)]", "settings=1"},
     {"", "Q:BEGIN|Q:SET a.b = 1|!X|Q:COMMIT|Q:SELECT 1", "1FR[Q(SELECT 1)]", "settings=0"},
+    // COMMIT AND CHAIN made the setting final: the chained transaction's failure does not undo it
+    // (seed 20261203, extended protocol)
+    {"", "Q:BEGIN|Q:SET a.b = 1|Q:COMMIT AND CHAIN|!E0|Q:COMMIT|Q:SELECT 2", "1s[Q(SET a.b = 1)] 1FR[Q(SELECT 2)]",
+     "settings=1"},
+    {"", "P::BEGIN|B::|E:|P::SET a.b = 1|B::|E:|P::COMMIT AND CHAIN|B::|E:|S|!E0|Q:ROLLBACK|Q:SELECT 2",
+     "1s[P() B(,) E S] 1FR[Q(SELECT 2)]", "settings=1"},
+    // an error after the COMMIT in its pipeline leaves the setting in force; one at the COMMIT
+    // (a deferred constraint) rolls it back
+    {"", "!C|!X|P::BEGIN|B::|E:|P::SET a.b = 1|B::|E:|P::COMMIT|B::|E:|P::SELECT 1/0|B::|E:|S|Q:SELECT 2",
+     "1s[P() B(,) E S] 1FR[Q(SELECT 2)]", "settings=1"},
+    {"", "!X|P::BEGIN|B::|E:|P::SET a.b = 1|B::|E:|P::COMMIT|B::|E:|S|Q:SELECT 2", "1FR[Q(SELECT 2)]", "settings=0"},
     // a pipeline: a read, BEGIN | COMMIT, SET: the SET ran on the primary alone, which the
     // transaction's nodes must not hide (the standby that ran the read gets it replayed)
     {"", "P::SELECT 1|B::|E:|P::BEGIN|B::|E:|S|P::COMMIT|B::|E:|P::SET a.b = 1|B::|E:|S|Q:SELECT 2",
@@ -299,6 +315,27 @@ const Row kRows[] = {
      "0F[P(,ROLLBACK) B(,) E P() B(,) E S] 1s[Q(ROLLBACK)]", ""},
     {"", "P::BEGIN|B::|E:|P::SELECT 1|B::|E:|S|!E1|P::ROLLBACK|B::|E:|P::INSERT INTO t VALUES (1)|B::|E:|S",
      "0s[Q(BEGIN)] 0F[P(,ROLLBACK) B(,) E P() B(,) E S] 1s[Q(ROLLBACK)]", ""},
+    // DISCARD ALL after another statement of its pipeline is refused (and the rest skipped): the
+    // session keeps its settings and statements (seed 20261203, pipeline); first in it, or after
+    // the pipeline's COMMIT, it runs
+    {"", "Q:SET a.b = 1|P::SELECT 1|B::|E:|P::DISCARD ALL|B::|E:|S|Q:SELECT 2", "1s[Q(SET a.b = 1)] 1FR[Q(SELECT 2)]",
+     "settings=1"},
+    {"", "Q:PREPARE p AS SELECT 1|P::SELECT 1|B::|E:|P::DISCARD ALL|B::|E:|P::DEALLOCATE p|B::|E:|S",
+     "0F[P() B(,) E P() B(,) E P() B(,) E S]", "statements=2"},
+    {"", "Q:SET a.b = 1|P::DISCARD ALL|B::|E:|P::SELECT 1|B::|E:|S|Q:SELECT 2", "1FR[Q(SELECT 2)]", "settings=0"},
+    {"", "Q:SET a.b = 1|P::BEGIN|B::|E:|P::COMMIT|B::|E:|P::DISCARD ALL|B::|E:|S|Q:SELECT 2", "1FR[Q(SELECT 2)]",
+     "settings=0"},
+    {"", "P::SAVEPOINT s|B::|E:|P::PREPARE p AS SELECT 1|B::|E:|S", "0F[P() B(,) E P() B(,) E S]", "statements=1"},
+    // a Bind of an unknown statement fails: what follows it in the batch does not run
+    {"", "B::zz|E:|P::PREPARE p AS SELECT 1|B::|E:|S", "1F[B(,zz) E P() B(,) E S]", "statements=1"},
+    // a batch opening with the failed transaction's end on the failed node, and binding a statement
+    // that node lacks: it is created after that end (in the failed transaction it would fail too)
+    {"", "P:r:SELECT 2|S|Q:BEGIN|Q:INSERT INTO t VALUES (1)|!E0|P::ROLLBACK|B::|E:|B::r|E:|S",
+     "0Fz[P(,ROLLBACK) B(,) E S] 0s[P(r) S] 0F[B(,r) E S]", ""},
+    {"", "Q:PREPARE r AS SELECT 2|Q:BEGIN|Q:INSERT INTO t VALUES (1)|!E0|P::COMMIT|B::|E:|P::EXECUTE r|B::|E:|S",
+     "0Fz[P() B(,) E S] 0s[Q(PREPARE r AS SELECT 2)] 0F[P() B(,) E S]", ""},
+    {"", "Q:PREPARE r AS SELECT 2|Q:BEGIN|Q:INSERT INTO t VALUES (1)|!E0|P::COMMIT AND CHAIN|B::|E:|P::EXECUTE r|B::|E:|S",
+     "0Fz[P() B(,) E S] 0s[Q(PREPARE r AS SELECT 2)] 0F[P() B(,) E S]", ""},
     // a batch opening with COMMIT: the failed node rolls back, the rest runs where it belongs, and
     // the node answering for the COMMIT gets ROLLBACK in its place (a COMMIT would commit there)
     {"", "Q:BEGIN|Q:SELECT 1|!E1|P::COMMIT|B::|E:|P::INSERT INTO t VALUES (1)|B::|E:|S",

@@ -1,11 +1,13 @@
 // One connection to one PostgreSQL node: logging in, running the reset queries, closing.
 #include "daemon/backend.hpp"
 
+#include <strings.h>
 #include <unistd.h>
 
 #include "daemon/auth/md5.hpp"
 #include "daemon/auth/scram_client.hpp"
 #include "daemon/io/tls.hpp"
+#include "daemon/log.hpp"
 #include "daemon/proto/frame.hpp"
 #include "daemon/proto/writer.hpp"
 
@@ -251,13 +253,9 @@ LoginResult backend_login(const BackendAddress& address, const proto::StartupMes
     }
 }
 
-bool run_reset_queries(BackendConn& conn, const std::vector<std::string>& queries, ParamList& params,
-                       io::Deadline deadline) {
-    if (queries.empty()) return conn.tx_status == 'I';
-    std::string out;
-    for (const auto& q : queries) proto::put_query(out, q);
-    if (io::write_all(conn.stream(), out, deadline) != io::IoStatus::Ok) return false;
-    size_t pending = queries.size();
+namespace {
+
+bool await_reset(BackendConn& conn, size_t pending, ParamList& params, io::Deadline deadline) {
     bool failed = false;
     while (pending > 0) {
         proto::Frame f;
@@ -275,6 +273,39 @@ bool run_reset_queries(BackendConn& conn, const std::vector<std::string>& querie
     return !failed && conn.tx_status == 'I' && conn.in.empty();
 }
 
+// ABORT on an idle connection does nothing but draw a warning: left out there.
+bool needless_reset_query(const std::string& query, char tx_status) {
+    return tx_status == 'I' && strcasecmp(query.c_str(), "ABORT") == 0;
+}
+
+}  // namespace
+
+void run_reset_queries(std::vector<std::unique_ptr<BackendConn>>& conns, const std::vector<std::string>& queries,
+                       ParamList& params, io::Deadline deadline) {
+    auto drop = [](std::unique_ptr<BackendConn>& conn) {
+        PROXY_LOG(Debug1, "reset failed on node %d: dropping the connection", conn->node);
+        conn.reset();
+    };
+    std::vector<size_t> sent(conns.size());  // reset queries sent to each
+    for (size_t i = 0; i < conns.size(); ++i) {
+        if (!conns[i] || !conns[i]->used) continue;
+        std::string out;
+        for (const auto& q : queries) {
+            if (needless_reset_query(q, conns[i]->tx_status)) continue;
+            proto::put_query(out, q);
+            ++sent[i];
+        }
+        if (sent[i] > 0 && io::write_all(conns[i]->stream(), out, deadline) != io::IoStatus::Ok) drop(conns[i]);
+    }
+    for (size_t i = 0; i < conns.size(); ++i) {
+        BackendConn* conn = conns[i].get();
+        if (!conn) continue;
+        bool ok = sent[i] > 0 ? await_reset(*conn, sent[i], params, deadline) : conn->tx_status == 'I' && conn->in.empty();
+        if (ok) conn->used = false;
+        else drop(conns[i]);
+    }
+}
+
 }  // namespace splitpool::daemon
 
 namespace splitpool::daemon {
@@ -287,6 +318,7 @@ constexpr const char* kSideSavepoint = "splitpool_lookup";
 // on an I/O failure, *failed set when the server reported an error.
 std::optional<std::vector<std::string>> simple_query(BackendConn& conn, const std::string& sql, io::Deadline deadline,
                                                      bool* failed) {
+    conn.used = true;
     std::string out;
     proto::put_query(out, sql);
     if (io::write_all(conn.stream(), out, deadline) != io::IoStatus::Ok) return std::nullopt;

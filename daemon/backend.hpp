@@ -24,6 +24,7 @@ struct BackendConn {
     int32_t pid = 0;        // from BackendKeyData: identifies and cancels this connection's work
     uint32_t secret = 0;
     char tx_status = 'I';   // from the last ReadyForQuery
+    bool used = false;      // sent anything since login or its last reset (else it needs none)
     int64_t created_ms = 0;
     io::Buffer in;          // bytes read from the node, not yet relayed
 
@@ -73,10 +74,12 @@ struct LoginResult {
 LoginResult backend_login(const BackendAddress& address, const proto::StartupMessage& startup,
                           const PasswordSource& password_source, io::Deadline deadline);
 
-// Runs each reset query (ABORT, DISCARD ALL, ...) and reads to ReadyForQuery. False when the
-// connection should be dropped rather than pooled; ParameterStatus changes are merged into params.
-bool run_reset_queries(BackendConn& conn, const std::vector<std::string>& queries, ParamList& params,
-                       io::Deadline deadline);
+// Resets the used connections of a set with the reset queries (ABORT, DISCARD ALL, ...): sent to
+// every such node first, then each read to ReadyForQuery, so the nodes work on them together. A
+// connection that should be dropped rather than pooled is dropped; ParameterStatus changes are
+// merged into params.
+void run_reset_queries(std::vector<std::unique_ptr<BackendConn>>& conns, const std::vector<std::string>& queries,
+                       ParamList& params, io::Deadline deadline);
 
 // A catalog lookup on a connection with no reply outstanding: first column of each row, or nullopt
 // when it may not run now (an aborted transaction) or failed. Inside a transaction it runs under a

@@ -14,13 +14,14 @@ int BackendSet::open_count() const {
 }
 
 bool BackendSet::usable() const {
+    std::vector<pollfd> fds;  // one poll for the whole set
     for (const auto& c : nodes) {
         if (!c) continue;
-        pollfd p{c->fd, POLLIN, 0};
-        // An idle connection has nothing to say: readable means EOF or a FATAL before closing.
-        if (poll(&p, 1, 0) != 0 || !c->in.empty()) return false;
+        if (!c->in.empty()) return false;
+        fds.push_back({c->fd, POLLIN, 0});
     }
-    return open_count() > 0;
+    // An idle connection has nothing to say: readable means EOF or a FATAL before closing.
+    return !fds.empty() && poll(fds.data(), nfds_t(fds.size()), 0) == 0;
 }
 
 std::unique_ptr<BackendSet> BackendPool::take(const std::string& key) {

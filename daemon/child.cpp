@@ -119,7 +119,7 @@ public:
             wait_for_client();
             // a reload signalled while a client was arriving applies to that client already
             if (g_reload) reload();
-            if (accepted_fd_ >= 0) serve(std::exchange(accepted_fd_, -1));
+            if (accepted_fd_ >= 0) serve(std::exchange(accepted_fd_, -1), accepted_peer_);
         }
         pool_.clear();
     }
@@ -157,7 +157,7 @@ private:
         while (accepted_fd_ < 0 && !g_smart_stop && !g_fast_stop && !g_reload && !worn_out_ && !g_parent_gone) {
             int n = epoll_pwait(epoll_fd_, events, 8, needs_tick() ? 1000 : -1, &open);
             for (int i = 0; i < n && accepted_fd_ < 0; ++i)
-                accepted_fd_ = accept4(events[i].data.fd, nullptr, nullptr, SOCK_CLOEXEC);  // -1: another won
+                accepted_fd_ = accept_client(events[i].data.fd);  // -1: another child won
             if (accepted_fd_ < 0 && io::now_ms() >= next_tick) {
                 tick();
                 next_tick = io::now_ms() + 1000;
@@ -179,7 +179,13 @@ private:
         policy_ = std::move(fresh);
     }
 
-    void serve(int fd) {
+    // The peer's address comes with the accept, and the socket non-blocking: no more calls for them.
+    int accept_client(int listen_fd) {
+        socklen_t len = sizeof accepted_peer_;
+        return accept4(listen_fd, reinterpret_cast<sockaddr*>(&accepted_peer_), &len, SOCK_CLOEXEC | SOCK_NONBLOCK);
+    }
+
+    void serve(int fd, const sockaddr_storage& peer) {
         shm::Header& header = table_.header();
         int active = header.active_clients.fetch_add(1) + 1;
         bool too_many = config_->reserved_connections > 0 &&
@@ -188,7 +194,7 @@ private:
                            g_loop,   &g_fast_stop, digest_salt_, too_many,
                            header.active_clients, classifications_, catalog_,
                            policy_,  auth_->files,  auth_->tls_server.get(), auth_->tls_backend.get(), &g_parent_gone};
-        serve_client(ctx, fd);
+        serve_client(ctx, fd, peer);
         ++served_;
         table_.child(slot_).sessions_served.fetch_add(1, std::memory_order_relaxed);
         table_.header().sessions_total.fetch_add(1, std::memory_order_relaxed);
@@ -228,6 +234,7 @@ private:
     int epoll_fd_ = -1;
     std::string digest_salt_;
     int accepted_fd_ = -1;
+    sockaddr_storage accepted_peer_{};
     int served_ = 0;
     int64_t idle_since_ms_ = 0;
     bool worn_out_ = false;

@@ -70,12 +70,10 @@ Relay::Relay(RelayContext& ctx) : ctx_(ctx), nodes_(ctx.set.nodes.size()) {
         ev_io_init(&n.read_watcher, on_node_read, -1, EV_READ);
         ev_io_init(&n.write_watcher, on_node_write, -1, EV_WRITE);
         n.read_watcher.data = n.write_watcher.data = &n;
-        if (BackendConn* c = ctx.set.conn(int(i))) {
-            ev_io_set(&n.read_watcher, c->fd, EV_READ);
-            ev_io_set(&n.write_watcher, c->fd, EV_WRITE);
-            ev_io_start(ctx.loop, &n.read_watcher);
-        }
     }
+    // A pooled connection is watched from its first use, not now: libev would register every one of
+    // them with epoll again (each still registered from the previous session: a failing call), and a
+    // session mostly uses one node of several.
 }
 
 Relay::~Relay() {
@@ -263,7 +261,10 @@ Relay::Step Relay::handle_client_message(char type, const char* data, size_t siz
 
 // Connects a node on first use and brings it to the session's settings before anything else.
 bool Relay::ensure_connected(int node) {
-    if (ctx_.set.conn(node)) return true;
+    if (ctx_.set.conn(node)) {
+        if (!nodes_[size_t(node)].watched) watch_node(node);
+        return true;
+    }
     std::string error;
     if (!ctx_.connect_node(node, error)) {
         client_out_ += error;
@@ -281,6 +282,7 @@ void Relay::watch_node(int node) {
     ev_io_set(&n.read_watcher, c->fd, EV_READ);
     ev_io_set(&n.write_watcher, c->fd, EV_WRITE);
     ev_io_start(ctx_.loop, &n.read_watcher);
+    n.watched = true;
 }
 
 // log_per_node_statement / notice_per_node_statement: every statement with the node that runs it.
@@ -347,6 +349,7 @@ bool Relay::queue_to_node(int node, const char* data, size_t size) {
 bool Relay::flush_node(NodeIo& n) {
     BackendConn* c = ctx_.set.conn(n.node);
     if (!c) return true;  // a lost standby
+    c->used = c->used || !n.out.empty();
     if (!io::write_available(c->stream(), n.out)) {
         if (standby(n.node)) return lose_node(n.node), !done_;
         fail_client(proto::sqlstate::kConnectionFailure,
@@ -379,7 +382,7 @@ void Relay::update_flow_control() {
     if (done_) return;
     bool client_blocked = client_out_.size() > kHighWater;
     for (NodeIo& n : nodes_) {
-        if (!ctx_.set.conn(n.node)) continue;
+        if (!ctx_.set.conn(n.node) || !n.watched) continue;
         if (client_blocked)
             ev_io_stop(ctx_.loop, &n.read_watcher);
         else
@@ -635,6 +638,7 @@ void Relay::lose_node(int node) {
     PROXY_LOG(Warning, "lost connection to database node %d: this session goes on without it", node);
     ev_io_stop(ctx_.loop, &n.read_watcher);
     ev_io_stop(ctx_.loop, &n.write_watcher);
+    n.watched = false;
     bool torn = n.passthrough > 0 && n.passthrough_delivery == Delivery::Forward;
     bool in_transaction = ctx_.set.conn(node) && ctx_.set.conn(node)->tx_status != 'I';
     std::deque<Unit> units = std::move(n.units);

@@ -77,6 +77,7 @@ private:
         std::deque<Unit> units;
         size_t passthrough = 0;      // bytes of a large message still to stream unread
         Delivery passthrough_delivery = Delivery::Forward;
+        bool watched = false;        // read from: a pooled connection is watched from its first use
     };
 
     enum class Step { Next, Hold, Stop };
@@ -106,7 +107,7 @@ private:
     void record_duration(int64_t us);
     bool standby(int node) const;
     bool connect_standby(int node, std::string& error);
-    void watch_node(int node);  // starts reading a newly connected node
+    void watch_node(int node);  // starts reading a node's connection
     bool reroute(Send& send);
     bool redo_on_primary(std::string prepare, std::string bytes);
     void abort_transaction(int node);

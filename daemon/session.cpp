@@ -81,7 +81,8 @@ bool pump(io::Stream from, std::string& to, size_t limit) {
 
 class Session {
 public:
-    Session(SessionContext& ctx, int fd) : ctx_(ctx), client_{fd, nullptr}, peer_(io::peer_address(fd)) {
+    Session(SessionContext& ctx, int fd, const sockaddr_storage& peer)
+        : ctx_(ctx), client_{fd, nullptr}, peer_addr_(peer), peer_(io::peer_address(peer)) {
         deadline_ = io::deadline_after_ms(ctx.config.authentication_timeout > 0
                                               ? int64_t(ctx.config.authentication_timeout) * 1000
                                               : int64_t(1) << 40);
@@ -120,6 +121,7 @@ private:
 
     SessionContext& ctx_;
     io::Stream client_;
+    sockaddr_storage peer_addr_;  // from accept()
     std::string peer_;
     io::Deadline deadline_;
     io::Buffer in_;
@@ -300,12 +302,10 @@ bool Session::connect_node(int node, std::string& client_error) {
 
 // pool_hba.conf decides the method; the client is authenticated before any backend is touched.
 bool Session::authenticate_by_hba() {
-    sockaddr_storage addr{};
-    socklen_t len = sizeof addr;
-    getpeername(client_.fd, reinterpret_cast<sockaddr*>(&addr), &len);
+    const sockaddr_storage& addr = peer_addr_;
     auth::ConnType type = addr.ss_family == AF_UNIX ? auth::ConnType::Local : auth::ConnType::Tcp;
     const auth::HbaRule* rule = ctx_.auth_files.hba
-        ? auth::match(*ctx_.auth_files.hba, type, client_.ssl != nullptr, reinterpret_cast<sockaddr*>(&addr),
+        ? auth::match(*ctx_.auth_files.hba, type, client_.ssl != nullptr, reinterpret_cast<const sockaddr*>(&addr),
                       startup_.database(), startup_.user(), replication_)
         : nullptr;
     std::string error;
@@ -503,11 +503,7 @@ void Session::end_session(Relay* relay, RelayEnd end) {
                     (end == RelayEnd::ClientTerminated || end == RelayEnd::ClientClosed || end == RelayEnd::IdleTimeout);
     if (set_ && poolable) {
         io::Deadline reset_deadline = io::deadline_after_ms(10000);
-        for (auto& conn : set_->nodes)
-            if (conn && !run_reset_queries(*conn, ctx_.config.reset_query_list, set_->params, reset_deadline)) {
-                PROXY_LOG(Debug1, "reset failed on node %d: dropping the connection", conn->node);
-                conn.reset();
-            }
+        run_reset_queries(set_->nodes, ctx_.config.reset_query_list, set_->params, reset_deadline);
         set_->last_used_ms = io::now_ms();
         ctx_.pool.put(std::move(set_));
     }
@@ -580,11 +576,10 @@ void Session::run() {
 
 }  // namespace
 
-void serve_client(SessionContext& ctx, int client_fd) {
-    io::set_nonblocking(client_fd);
+void serve_client(SessionContext& ctx, int client_fd, const sockaddr_storage& peer) {
     io::set_nodelay(client_fd);
     {
-        Session session(ctx, client_fd);
+        Session session(ctx, client_fd, peer);
         session.run();
     }
     shm::ChildSlot& slot = ctx.table.child(ctx.child_slot);

@@ -42,6 +42,6 @@ struct SessionContext {
 };
 
 // Serves the client on `client_fd` to the end and closes it. Never throws.
-void serve_client(SessionContext& ctx, int client_fd);
+void serve_client(SessionContext& ctx, int client_fd, const sockaddr_storage& peer);  // fd non-blocking
 
 }  // namespace splitpool::daemon

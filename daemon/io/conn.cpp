@@ -207,22 +207,19 @@ IoStatus read_frame(Stream s, Buffer& buf, proto::Frame& frame, uint32_t max_len
     }
 }
 
-std::string peer_address(int fd) {
-    sockaddr_storage ss{};
-    socklen_t len = sizeof ss;
-    if (getpeername(fd, reinterpret_cast<sockaddr*>(&ss), &len) != 0) return "unknown";
+std::string peer_address(const sockaddr_storage& ss) {
     char host[INET6_ADDRSTRLEN] = "";
     if (ss.ss_family == AF_INET) {
-        auto* a = reinterpret_cast<sockaddr_in*>(&ss);
+        auto* a = reinterpret_cast<const sockaddr_in*>(&ss);
         inet_ntop(AF_INET, &a->sin_addr, host, sizeof host);
         return std::string(host) + ":" + std::to_string(ntohs(a->sin_port));
     }
     if (ss.ss_family == AF_INET6) {
-        auto* a = reinterpret_cast<sockaddr_in6*>(&ss);
+        auto* a = reinterpret_cast<const sockaddr_in6*>(&ss);
         inet_ntop(AF_INET6, &a->sin6_addr, host, sizeof host);
         return "[" + std::string(host) + "]:" + std::to_string(ntohs(a->sin6_port));
     }
-    return "[local]";
+    return ss.ss_family == AF_UNIX ? "[local]" : "unknown";
 }
 
 }  // namespace splitpool::io

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <openssl/ssl.h>
+#include <sys/socket.h>
 #include <sys/types.h>
 
 #include <cstdint>
@@ -53,6 +54,6 @@ IoStatus tls_handshake(SSL* ssl, bool server_side, Deadline deadline, const vola
 
 void set_nonblocking(int fd);
 void set_nodelay(int fd);
-std::string peer_address(int fd);  // "1.2.3.4:5678", "[::1]:5678" or "[local]"
+std::string peer_address(const sockaddr_storage& ss);  // "1.2.3.4:5678", "[::1]:5678" or "[local]"
 
 }  // namespace splitpool::io

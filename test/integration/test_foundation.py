@@ -174,6 +174,37 @@ def test_session_state_reset(splitpool, cluster):
     b.close()
 
 
+def test_reset_reaches_only_the_nodes_a_session_used(splitpool, cluster):
+    """A client leaves: each node it sent something to gets reset_query_list (its setting and temp
+    table are gone for the next client there); a pooled connection it never used gets nothing
+    (that backend's last statement, and when it began, stay as they were)."""
+    sp = splitpool(num_init_children=1, backend=cluster.backends(weights=(0, 1, 1)),
+                   app_name_redirect_preference_list="probe_app:2")
+    probe = ("select pid, query, query_start from pg_stat_activity where backend_type = 'client backend'"
+             " and datname = 'sp_test' and pid <> pg_backend_pid()")
+    read = "select inet_server_port(), current_setting('work_mem'), to_regclass('pg_temp.reset_tmp') is not null"
+    psql(cluster.ports[0], "drop table if exists reset_used; create table reset_used (x int)", db="sp_test")
+    with connect(sp.port, dbname="sp_test", application_name="probe_app") as c:
+        c.execute("set work_mem = '7MB'")
+        assert c.execute(read).fetchone() == (cluster.ports[2], "7MB", False)
+    with connect(cluster.ports[2], dbname="sp_test") as direct:
+        after_first = direct.execute(probe).fetchall()
+    assert [q for _, q, _ in after_first] == ["DISCARD ALL"], after_first  # ABORT left out: it was idle
+    with connect(sp.port, dbname="sp_test", application_name="probe_app") as c:  # the same pooled set
+        c.execute("set work_mem = '9MB'")
+        c.execute("create temp table reset_tmp (x int)")  # the primary only
+    with connect(cluster.ports[2], dbname="sp_test") as direct:
+        assert direct.execute(probe).fetchall() == after_first, "the unused standby was reset again"
+    with connect(sp.port, dbname="sp_test", application_name="probe_app") as c:
+        c.execute("begin")
+        c.execute("insert into reset_used values (1)")  # a write: the rest of the transaction on the primary
+        on_primary = c.execute(read).fetchone()
+        c.execute("rollback")
+        on_standby = c.execute(read).fetchone()
+    assert on_primary[0] == cluster.ports[0] and on_primary[1] not in ("7MB", "9MB") and not on_primary[2], on_primary
+    assert on_standby[0] == cluster.ports[2] and on_standby[1] not in ("7MB", "9MB"), on_standby
+
+
 def test_cancel_request(splitpool):
     sp = splitpool()
     conn = connect(sp.port)

@@ -478,6 +478,10 @@ bool Dispatcher::answer_aborted_batch(int main, const std::vector<NodeView>& nod
 // opinion of where it would go, from the model as it was before the batch.
 void Dispatcher::collect_runs() {
     existing_portal_node_ = -1;
+    executes_.clear();
+    created_.clear();
+    forgetting_execute_ = -1;
+    before_forgetting_.clear();
     for (size_t i = 0; i < batch_msgs_.size(); ++i) {
         auto [type, off] = batch_msgs_[i];
         const char* m = batch_.data() + off;
@@ -492,6 +496,7 @@ void Dispatcher::collect_runs() {
                     run.sql = run.owned_sql;
                     run.statement = nullptr;  // its entry now holds the new statement
                 }
+            if (!name.empty() && !model_.statements.count(name)) created_.push_back({i, -1, name});
             note_parse(model_, name, sql, std::string(m, len), ctx_.cache.lookup_shared(sql));
             parsed_.emplace_back(std::move(name), i);
         } else if (type == 'B') {
@@ -511,6 +516,14 @@ void Dispatcher::collect_runs() {
             runs_.push_back(std::move(run));
         } else if (type == 'E' || type == 'D') {
             Names n = names_of(type, m, len);
+            if (type == 'E') {
+                for (size_t k = runs_.size(); k-- > 0;)
+                    if (runs_[k].portal == n.first) {
+                        if (runs_[k].first_execute < 0) runs_[k].first_execute = int(executes_.size());
+                        break;
+                    }
+                executes_.push_back(i);
+            }
             bool portal = type == 'E' || n.what == 'P';
             if (!portal || bound_in_batch(n.first)) continue;
             auto it = model_.portals.find(std::string(n.first));
@@ -528,6 +541,24 @@ bool Dispatcher::refused_in_batch(const Classification& cls, bool pipelined) con
     case Kind::Savepoint: case Kind::ReleaseSavepoint: case Kind::RollbackToSavepoint: return !model_.in_transaction;
     default: return false;
     }
+}
+
+// An ErrorResponse reached the client after `executed` Executes of the batch completed: PostgreSQL
+// skipped the rest, so the statements it would have created (a later SQL PREPARE, a Parse after
+// the failing Execute) do not exist, and those a later DEALLOCATE would have dropped still do.
+// -1: not a batch's reply.
+void Dispatcher::note_error(int executed) {
+    daemon::note_error(model_);
+    if (executed < 0 || size_t(executed) >= executes_.size()) return;
+    size_t failing = executes_[size_t(executed)];
+    if (forgetting_execute_ >= executed && forgetting_execute_ >= 0) {
+        model_.statements = std::move(before_forgetting_);
+        for (auto& [name, st] : model_.statements) st.nodes &= ~forgetting_elsewhere_;
+    }
+    forgetting_execute_ = -1;
+    for (const Created& c : created_)
+        if (c.execute >= 0 ? c.execute >= executed : c.parse > failing) model_.statements.erase(c.name);
+    created_.clear();
 }
 
 const Dispatcher::Run* Dispatcher::opening_run() const {
@@ -609,6 +640,14 @@ void Dispatcher::route_runs(const std::vector<NodeView>& nodes, int main) {
         std::string replay;
         bool everywhere = d.target == Target::Session || d.target == Target::Transaction;
         if (everywhere && is_session_setting(*r.cls)) replay = replay_of_bind(r);
+        if (forgets_statements(*r.cls) && r.first_execute >= 0 && forgetting_execute_ < 0) {
+            forgetting_execute_ = r.first_execute;
+            before_forgetting_ = model_.statements;
+            forgetting_elsewhere_ = d.nodes;  // the nodes it fans out to run it, error or not
+            forgetting_elsewhere_.reset(size_t(main));
+        }
+        bool creates = r.cls->kind == Kind::Prepare && !model_.statements.count(r.cls->name);
+        if (creates && r.first_execute >= 0) created_.push_back({0, r.first_execute, r.cls->name});
         if (r.statement->sql_level) {  // a SQL PREPARE bound over the protocol: note what it runs
             Classification inner = *r.cls;
             inner.kind = inner.inner;
@@ -682,13 +721,17 @@ void Dispatcher::send_batch(bool sync, int main, const std::vector<NodeView>& no
     std::string bytes = main_batch(main, nodes);
     // In a failed transaction the statements the batch lacks cannot be created before its opening
     // ROLLBACK or COMMIT ends the failure: that run goes first, closed by a Sync of splitpool's own.
+    int executes_before = 0;  // in the part of the batch already sent
     if (size_t split = creates > 0 && sync ? recovery_split(main, nodes) : 0; split > 0) {
         add_send(main, Delivery::Forward, bytes.substr(0, split) + std::string(kSync), plan);
         plan.sends.back().swallow_ready = true;
+        plan.sends.back().first_execute = 0;
+        for (size_t i : executes_) executes_before += batch_msgs_[i].second < split;
         bytes.erase(0, split);
     }
     if (creates > 0) add_send(main, Delivery::Swallow, std::move(create), plan, creates);
     add_send(main, Delivery::Forward, std::move(bytes), plan, sync ? 1 : 0);
+    plan.sends.back().first_execute = executes_before;
     Send& forward = plan.sends.back();
     forward.counts_as_select = reads;
     if (!runs_.empty() && runs_.back().statement)
@@ -722,7 +765,8 @@ std::string Dispatcher::main_batch(int main, const std::vector<NodeView>& nodes)
 size_t Dispatcher::recovery_split(int main, const std::vector<NodeView>& nodes) const {
     const Run* opening = opening_run();
     if (failed_node(nodes) != main || !opening) return 0;
-    if (!ends_failure(*opening->cls) && opening->cls->kind != Kind::Commit) return 0;
+    // (not ROLLBACK TO: it may fail, and the batch would then go on after splitpool's Sync)
+    if (opening->cls->kind != Kind::Rollback && opening->cls->kind != Kind::Commit) return 0;
     if (opening->parse_msg < 0 && !opening->statement->nodes.test(size_t(main))) return 0;
     for (size_t i = opening->bind + 1; i < batch_msgs_.size(); ++i) {
         char type = batch_msgs_[i].first;

@@ -29,6 +29,7 @@ struct Send {
     std::string bytes;
     int ready_count = 1;      // ReadyForQuery messages that close it (0: a Flush-ended batch)
     bool swallow_ready = false;  // Forward, but its ReadyForQuery is splitpool's own (a split batch)
+    int first_execute = -1;   // a batch's Forward: how many of its Executes come before this send
     bool retryable = false;   // balanced read outside a transaction: may be redone on the primary
     bool counts_as_select = false;  // a read: counted in the node's select_cnt (pgpool's SHOW POOL_NODES)
     shm::StatementClass stmt_class = shm::StatementClass::Other;
@@ -86,7 +87,7 @@ public:
     // publishes the writes of a finished transaction (read_your_writes_window).
     void note_ready(char status);
     // An ErrorResponse reached the client (the settings of its batch did not stick).
-    void note_error() { daemon::note_error(model_); }
+    void note_error(int executed = -1);  // see Dispatcher::note_error in dispatcher.cpp
     void note_commit_done() { daemon::note_commit_done(model_); }
     const SessionModel& model() const { return model_; }
     // The session lost its connection to a standby: it goes on without it, and new sessions skip
@@ -113,6 +114,7 @@ private:
         RouteDecision decision;
         size_t bind = 0;             // index in batch_msgs_
         int parse_msg = -1;          // index of this batch's Parse of the statement, if any
+        int first_execute = -1;      // its first Execute: the ordinal among the batch's Executes
         // EXECUTE/DEALLOCATE of a prepared statement: what creates it, and where it existed
         // before the run (a node of the run lacking it gets it first).
         std::string prepared_create;
@@ -182,6 +184,20 @@ private:
     std::vector<Run> runs_;
     std::vector<std::pair<std::string, size_t>> parsed_;  // statements parsed in this batch, message index
     int existing_portal_node_ = -1;                    // the batch uses a portal bound by an earlier one
+    // Statements the batch creates (new names): by a Parse (its message index) or by the SQL PREPARE
+    // of an Execute (its ordinal), so that an error before them undoes them.
+    struct Created {
+        size_t parse = 0;
+        int execute = -1;
+        std::string name;
+    };
+    std::vector<size_t> executes_;  // message index of each Execute of the batch
+    std::vector<Created> created_;
+    // The statements before the batch's first DEALLOCATE (ALL): restored when an error before it
+    // made PostgreSQL skip it. `execute` is its ordinal; -1: none.
+    int forgetting_execute_ = -1;
+    std::map<std::string, PreparedStatement> before_forgetting_;
+    NodeSet forgetting_elsewhere_;
     int pinned_node_ = -1;                             // a Flush-ended batch continues on this node
     bool commit_sent_as_rollback_ = false;             // main_batch made the opening COMMIT a ROLLBACK
 };

@@ -317,11 +317,13 @@ bool Relay::execute(Send& send) {
         // continues a Flush-ended batch: the same unit, now closed by this batch's Sync
         n.units.back().ready_left = send.ready_count;
         n.units.back().swallow_ready = send.delivery == Delivery::Swallow;
+        n.units.back().executed = -1;  // its Executes span two batches: no undo (Dispatcher::note_error)
     } else {
         Unit u;
         u.delivery = send.delivery;
         u.ready_left = send.ready_count;
         u.swallow_ready = send.swallow_ready;
+        u.executed = send.first_execute;
         if (send.delivery == Delivery::Forward) u.sent_us = now_us();
         if (send.retryable && send.node != ctx_.dispatcher.primary()) {
             u.retryable = true;
@@ -536,7 +538,8 @@ void Relay::deliver(NodeIo& n, const char* data, size_t size, char type, const c
     Delivery d = delivery_for(n);
     if (type == 'Z' && u && u->swallow_ready) d = Delivery::Swallow;
     if (data && d == Delivery::Forward) client_out_.append(data, size);
-    if (type == 'E' && d == Delivery::Forward) ctx_.dispatcher.note_error();
+    if (type == 'E' && d == Delivery::Forward) ctx_.dispatcher.note_error(u ? u->executed : -1);
+    if ((type == 'C' || type == 'I' || type == 's') && u && u->executed >= 0) ++u->executed;
     if (type == 'C' && d == Delivery::Forward && body_size == 7 && memcmp(body, "COMMIT", 7) == 0)
         ctx_.dispatcher.note_commit_done();
     if (type == 'Z' && d == Delivery::Forward && body_size > 0) ctx_.dispatcher.note_ready(body[0]);

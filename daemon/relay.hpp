@@ -66,6 +66,7 @@ private:
         std::vector<std::shared_ptr<const parser::Classification>> retry_statements;
         std::string held;            // reply messages held back while retryable
         int64_t sent_us = 0;         // for the query-duration histogram (Forward units)
+        int executed = -1;           // a batch's Forward: its Executes completed so far (from Send::first_execute)
     };
 
     struct NodeIo {

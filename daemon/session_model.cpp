@@ -27,6 +27,7 @@ void end_transaction(SessionModel& s) {
     s.transaction_serializable = false;
     s.started_by_multi_statement = false;
     s.transaction_options = {};
+    s.ended_nodes |= s.transaction_nodes;
     s.transaction_nodes.reset();
     s.transaction_log.clear();
     s.transaction_written_relations.clear();
@@ -269,14 +270,20 @@ void note_statement(SessionModel& s, const Classification& cls, std::string_view
 
 void note_transaction_status(SessionModel& s, char status, bool last_was_multi) {
     settle_settings(s, status);
+    NodeSet ended = s.ended_nodes;
+    s.ended_nodes.reset();
     if (status == 'I') {
         if (s.in_transaction || !s.portals.empty()) end_transaction(s);
+        s.ended_nodes.reset();
         return;
     }
     if (!s.in_transaction) {
-        // A transaction we did not see begin: BEGIN inside a multi-statement string.
+        // A transaction we did not see begin: BEGIN inside a multi-statement string; or the one
+        // a COMMIT later in the batch was to end, which an error made PostgreSQL skip: its nodes
+        // are still in it (their ROLLBACK must reach them).
         s.in_transaction = true;
         s.started_by_multi_statement = last_was_multi;
+        s.transaction_nodes |= ended;
     }
     s.transaction_failed = status == 'E';  // 'T' after ROLLBACK TO: recovered
 }

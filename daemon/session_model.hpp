@@ -77,6 +77,7 @@ struct SessionModel {
     std::vector<ReplayEntry> pending_settings;  // ran, not yet confirmed by a ReadyForQuery
     bool error_since_ready = false;       // an ErrorResponse reached the client since the last ReadyForQuery
     uint32_t commits_planned = 0;         // COMMITs of a transaction sent since it
+    NodeSet ended_nodes;                  // nodes of the transactions ended since it (by what was sent)
     uint32_t commits_done = 0;            // their CommandComplete COMMIT seen since it
     std::set<std::string> temp_tables;    // check_temp_table = trace: CREATE TEMP TABLE names
     std::set<std::string> listening;      // LISTEN channels (on the primary)

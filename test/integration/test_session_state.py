@@ -482,6 +482,50 @@ def test_pipeline_rollback_then_a_statement_the_failed_node_lacks(splitpool, clu
     assert node_value(cluster, 0, "select array_agg(id) from ss_pipe_lack") == [2]
 
 
+def test_pipeline_prepare_after_an_error_does_not_exist(splitpool, cluster):
+    """psycopg 3 pipeline: a failing statement, then SQL PREPARE and a named Parse; PostgreSQL skips
+    both, so a later EXECUTE fails with 26000 as on PostgreSQL (splitpool created the statement on
+    the other standby and answered it). Statement-level balancing spreads the EXECUTEs."""
+    sp = splitpool_for(splitpool, cluster, statement_level_load_balance=True)
+    with pg3(sp.port) as c:
+        with pytest.raises(psycopg.errors.DivisionByZero):
+            with c.pipeline():
+                c.execute("select 1/0")
+                c.execute("prepare skipped as select 1")
+        for begin in (False, True) * 6:  # on whichever node each EXECUTE goes
+            if begin:
+                c.execute("begin")
+            with pytest.raises(psycopg.errors.InvalidSqlStatementName):
+                c.execute("execute skipped")
+            if begin:
+                c.execute("rollback")
+
+
+def test_pipeline_commit_skipped_after_an_error_keeps_the_transactions_nodes(splitpool, cluster):
+    """A transaction on a standby and the primary; one pipeline: RELEASE of an unknown savepoint
+    (fails) and COMMIT (skipped by PostgreSQL, so the transaction stays open and failed). Its
+    ROLLBACK must reach both nodes, or the node left in it refuses the DISCARD ALL that follows and
+    keeps the prepared statement (a later PREPARE of the name failed with 42P05; seed 20261205)."""
+    make_table(cluster, "ss_skip_commit", "id int")
+    sp = splitpool_for(splitpool, cluster, statement_level_load_balance=True)
+    with pg3(sp.port) as c:
+        for _ in range(4):
+            c.execute("begin")
+            c.execute("select count(*) from ss_skip_commit")
+            c.execute("prepare w as insert into ss_skip_commit values (1)")
+            c.execute("execute w")
+            with pytest.raises(psycopg.errors.InvalidSavepointSpecification):
+                with c.pipeline():
+                    c.execute("release savepoint nope")
+                    c.execute("commit")
+            assert c.info.transaction_status == psycopg.pq.TransactionStatus.INERROR
+            c.execute("rollback")
+            c.execute("discard all")
+            c.execute("prepare w as select 1")  # 42P05 where a node kept the old w
+            c.execute("deallocate w")
+    assert node_value(cluster, 0, "select count(*) from ss_skip_commit") == 0
+
+
 def test_rollback_to_savepoint_recovers_a_transaction_failed_on_every_node(splitpool, cluster):
     """A statement that fails on every node of the transaction (RELEASE of an unknown savepoint);
     ROLLBACK TO must recover all of them, so the transaction goes on and commits its write."""

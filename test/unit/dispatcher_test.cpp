@@ -152,9 +152,11 @@ struct Harness {
     std::string run(const std::string& steps) {
         std::string last;
         bool error_next = false;
+        int error_executed = -1;
         for (const std::string& step : split(steps, '|')) {
-            if (step == "!X") {  // the next step's reply carries an ErrorResponse
+            if (step.rfind("!X", 0) == 0) {  // the next step's reply carries an ErrorResponse (!Xn: after n Executes)
                 error_next = true;
+                error_executed = step.size() > 2 ? std::stoi(step.substr(2)) : -1;
                 continue;
             }
             if (step == "!C") {  // a CommandComplete COMMIT reaches the client (before an error)
@@ -179,7 +181,7 @@ struct Harness {
                 if (s.delivery == Delivery::Forward && s.ready_count > 0) forwarded = nodes[size_t(s.node)].tx_status;
             }
             if (!plan.client_reply.empty()) last += (last.empty() ? "" : " ") + std::string("client");
-            if (forwarded && error_next) dispatcher->note_error();
+            if (forwarded && error_next) dispatcher->note_error(error_executed);
             if (forwarded) dispatcher->note_ready(forwarded);
             error_next = error_next && !forwarded;
         }
@@ -326,6 +328,15 @@ const Row kRows[] = {
     {"", "Q:SET a.b = 1|P::BEGIN|B::|E:|P::COMMIT|B::|E:|P::DISCARD ALL|B::|E:|S|Q:SELECT 2", "1FR[Q(SELECT 2)]",
      "settings=0"},
     {"", "P::SAVEPOINT s|B::|E:|P::PREPARE p AS SELECT 1|B::|E:|S", "0F[P() B(,) E P() B(,) E S]", "statements=1"},
+    // an error in a pipeline: PostgreSQL skips the rest, so a later SQL PREPARE or a Parse after the
+    // failing Execute created nothing (seed 20261203); one that ran before the error stays
+    {"", "!X0|P::SELECT 1/0|B::|E:|P::PREPARE p AS SELECT 1|B::|E:|S", "1FR[P() B(,) E P() B(,) E S]", "statements=1"},
+    {"", "!X0|P::SELECT 1/0|B::|E:|P:q:SELECT 2|S", "1FR[P() B(,) E P(q) S]", "statements=1"},
+    {"", "!X1|P::PREPARE p AS SELECT 1|B::|E:|P::SELECT 1/0|B::|E:|S", "1FR[P() B(,) E P() B(,) E S]", "statements=2"},
+    {"", "Q:PREPARE p AS SELECT 1|!X0|P::INSERT INTO t VALUES (1)|B::|E:|P::DEALLOCATE ALL|B::|E:|S",
+     "0F[P() B(,) E P() B(,) E S] 1s[P() B(,) E S]", "statements=2"},
+    {"", "Q:PREPARE p AS SELECT 1|!X2|P::INSERT INTO t VALUES (1)|B::|E:|P::DEALLOCATE ALL|B::|E:|P::SELECT 1/0|B::|E:|S",
+     "0F[P() B(,) E P() B(,) E P() B(,) E S] 1s[P() B(,) E S]", "statements=0"},
     // a Bind of an unknown statement fails: what follows it in the batch does not run
     {"", "B::zz|E:|P::PREPARE p AS SELECT 1|B::|E:|S", "1F[B(,zz) E P() B(,) E S]", "statements=1"},
     // a batch opening with the failed transaction's end on the failed node, and binding a statement

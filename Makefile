@@ -52,6 +52,7 @@ LIB_SRCS := \
 	daemon/session.cpp \
 	daemon/relay.cpp \
 	daemon/dispatcher.cpp \
+	daemon/dispatcher_failure.cpp \
 	daemon/admin_sql.cpp \
 	daemon/metrics.cpp \
 	daemon/router.cpp \

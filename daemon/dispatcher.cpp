@@ -24,16 +24,6 @@ bool ends_failure(const Classification& cls) {
     return cls.kind == Kind::Rollback || cls.kind == Kind::RollbackToSavepoint;
 }
 
-// An unnamed Parse of ROLLBACK: what a healthy node of a failed transaction gets for its COMMIT.
-// (PostgreSQL answers that COMMIT with the tag ROLLBACK, so the client sees the same replies.)
-std::string rollback_parse() {
-    std::string out;
-    proto::Writer w(out);
-    w.begin('P').cstr("").cstr("ROLLBACK").i16(0);
-    w.finish();
-    return out;
-}
-
 // Whether the statements after this run share its implicit transaction with a completed statement
 // (PostgreSQL's XACT_FLAGS_PIPELINING): a transaction's end starts a fresh one, transaction control
 // statements do not count.
@@ -77,12 +67,6 @@ Names names_of(char type, const char* msg, size_t size) {
 
 constexpr std::string_view kSync{"S\0\0\0\4", 5};
 
-int failed_node(const std::vector<NodeView>& nodes) {
-    for (size_t i = 0; i < nodes.size(); ++i)
-        if (nodes[i].connected && nodes[i].tx_status == 'E') return int(i);
-    return -1;
-}
-
 std::string_view parse_text(std::string_view parse) {
     proto::Reader r(parse.data() + 5, parse.size() - 5);
     r.cstr();  // the statement name
@@ -90,6 +74,12 @@ std::string_view parse_text(std::string_view parse) {
 }
 
 }  // namespace
+
+int failed_node(const std::vector<NodeView>& nodes) {
+    for (size_t i = 0; i < nodes.size(); ++i)
+        if (nodes[i].connected && nodes[i].tx_status == 'E') return int(i);
+    return -1;
+}
 
 bool routing_policy_for(const Config& c, RoutingPolicy* p, std::string* error) {
     auto join = [](const std::vector<std::string>& v, const char* sep) {
@@ -222,28 +212,6 @@ void Dispatcher::add_send(int node, Delivery delivery, std::string bytes, Plan& 
     Send s{node, delivery, std::move(bytes)};
     s.ready_count = ready_count;
     plan.sends.push_back(std::move(s));
-}
-
-// Inside a failed transaction every statement goes to the failed node, which answers 25P02 as
-// PostgreSQL would; COMMIT and ROLLBACK still end the transaction on every node (as ROLLBACK), and
-// ROLLBACK TO a savepoint recovers it on every node.
-RouteDecision Dispatcher::on_failed_node(RouteDecision d, const Classification& cls, const std::vector<NodeView>& nodes) const {
-    int failed = failed_node(nodes);
-    if (failed < 0) return d;
-    bool recovers = cls.kind == Kind::RollbackToSavepoint && d.target == Target::Transaction;
-    if (recovers) {
-        d.nodes.set(size_t(failed));
-        d.node = failed;
-        return d;
-    }
-    if (!d.ends_transaction) d.nodes.reset();
-    d.nodes.set(size_t(failed));
-    d.node = failed;
-    d.target = d.ends_transaction ? Target::Transaction : Target::Primary;
-    d.load_balanced = false;
-    d.counts_as_write = false;
-    d.prepared = nullptr;
-    return d;
 }
 
 RouteDecision Dispatcher::decide(const Classification& cls, std::string_view sql, const PreparedStatement* prepared) {
@@ -452,28 +420,6 @@ void Dispatcher::plan_batch(bool sync, const std::vector<NodeView>& nodes, Plan&
     finish_batch(sync, main);
 }
 
-// Inside a failed transaction the batch goes to the failed node; when that node lacks a statement
-// the batch binds, creating it there would fail too: PostgreSQL's own answer is given instead (the
-// first message of the batch fails with 25P02, the rest is skipped up to the Sync).
-bool Dispatcher::answer_aborted_batch(int main, const std::vector<NodeView>& nodes, Plan& plan) {
-    if (failed_node(nodes) != main) return false;
-    bool missing = false;
-    for (const Run& r : runs_) {
-        if (r.decision.ends_transaction) return false;
-        missing = missing || (r.statement && r.parse_msg < 0 && !r.statement->nodes.test(size_t(main)));
-    }
-    if (!missing) return false;
-    proto::put_error(plan.client_reply, "ERROR", "25P02",
-                     "current transaction is aborted, commands ignored until end of transaction block");
-    proto::put_ready_for_query(plan.client_reply, 'E');
-    for (const auto& [name, index] : parsed_) model_.statements.erase(name);  // those Parses failed too
-    batch_.clear();
-    batch_msgs_.clear();
-    runs_.clear();
-    parsed_.clear();
-    return true;
-}
-
 // Pass 1: Parses create statements (they run nowhere yet); each Bind becomes a run with a first
 // opinion of where it would go, from the model as it was before the batch.
 void Dispatcher::collect_runs() {
@@ -532,45 +478,10 @@ void Dispatcher::collect_runs() {
     }
 }
 
-// DISCARD ALL cannot run in a transaction block, nor after another statement of its batch's
-// implicit transaction (PostgreSQL 15: "cannot be executed within a pipeline"); SAVEPOINT and its
-// RELEASE and ROLLBACK TO only run in a transaction block.
-bool Dispatcher::refused_in_batch(const Classification& cls, bool pipelined) const {
-    switch (cls.kind) {
-    case Kind::DiscardAll: return pipelined || model_.in_transaction;
-    case Kind::Savepoint: case Kind::ReleaseSavepoint: case Kind::RollbackToSavepoint: return !model_.in_transaction;
-    default: return false;
-    }
-}
-
-// An ErrorResponse reached the client after `executed` Executes of the batch completed: PostgreSQL
-// skipped the rest, so the statements it would have created (a later SQL PREPARE, a Parse after
-// the failing Execute) do not exist, and those a later DEALLOCATE would have dropped still do.
-// -1: not a batch's reply.
-void Dispatcher::note_error(int executed) {
-    daemon::note_error(model_);
-    if (executed < 0 || size_t(executed) >= executes_.size()) return;
-    size_t failing = executes_[size_t(executed)];
-    if (forgetting_execute_ >= executed && forgetting_execute_ >= 0) {
-        model_.statements = std::move(before_forgetting_);
-        for (auto& [name, st] : model_.statements) st.nodes &= ~forgetting_elsewhere_;
-    }
-    forgetting_execute_ = -1;
-    for (const Created& c : created_)
-        if (c.execute >= 0 ? c.execute >= executed : c.parse > failing) model_.statements.erase(c.name);
-    created_.clear();
-}
-
 const Dispatcher::Run* Dispatcher::opening_run() const {
     for (const Run& r : runs_)
         if (r.statement) return &r;
     return nullptr;
-}
-
-// A COMMIT (not AND CHAIN) parsed as the unnamed statement in this batch: a node other than the
-// failed one can be sent ROLLBACK in its place (a named one would stay ROLLBACK there for later Binds).
-bool Dispatcher::rolls_back_commit(const Run& r) const {
-    return r.cls->kind == Kind::Commit && !r.cls->chain && r.parse_msg >= 0 && r.name.empty();
 }
 
 int Dispatcher::choose_main(const std::vector<NodeView>& nodes) {
@@ -640,14 +551,7 @@ void Dispatcher::route_runs(const std::vector<NodeView>& nodes, int main) {
         std::string replay;
         bool everywhere = d.target == Target::Session || d.target == Target::Transaction;
         if (everywhere && is_session_setting(*r.cls)) replay = replay_of_bind(r);
-        if (forgets_statements(*r.cls) && r.first_execute >= 0 && forgetting_execute_ < 0) {
-            forgetting_execute_ = r.first_execute;
-            before_forgetting_ = model_.statements;
-            forgetting_elsewhere_ = d.nodes;  // the nodes it fans out to run it, error or not
-            forgetting_elsewhere_.reset(size_t(main));
-        }
-        bool creates = r.cls->kind == Kind::Prepare && !model_.statements.count(r.cls->name);
-        if (creates && r.first_execute >= 0) created_.push_back({0, r.first_execute, r.cls->name});
+        keep_undo(r, d, main);
         if (r.statement->sql_level) {  // a SQL PREPARE bound over the protocol: note what it runs
             Classification inner = *r.cls;
             inner.kind = inner.inner;
@@ -746,34 +650,6 @@ void Dispatcher::send_batch(bool sync, int main, const std::vector<NodeView>& no
     for (int node = 0; node < int(nodes.size()) && node < shm::kMaxNodes; ++node)
         if (fan.test(size_t(node))) send_fan_out(node, failed_node(nodes) >= 0, plan);
     close_elsewhere(main, plan);
-}
-
-// The batch as the main node gets it: whole, but in a failed transaction that failed elsewhere an
-// opening COMMIT becomes ROLLBACK (the COMMIT itself would commit there).
-std::string Dispatcher::main_batch(int main, const std::vector<NodeView>& nodes) {
-    const Run* opening = opening_run();
-    int failed = failed_node(nodes);
-    if (failed < 0 || failed == main || !opening || !rolls_back_commit(*opening)) return batch_;
-    commit_sent_as_rollback_ = true;
-    size_t at = batch_msgs_[size_t(opening->parse_msg)].second;
-    return batch_.substr(0, at) + rollback_parse() + batch_.substr(at + message_at(size_t(opening->parse_msg)).size());
-}
-
-// Where the batch splits when its opening run ends the failed transaction of `main` (the end of
-// that run's messages), or 0: no failure there, or nothing follows, or the run lacks its own
-// statement there (created first, as a Parse of a transaction's end may be even when it failed).
-size_t Dispatcher::recovery_split(int main, const std::vector<NodeView>& nodes) const {
-    const Run* opening = opening_run();
-    if (failed_node(nodes) != main || !opening) return 0;
-    // (not ROLLBACK TO: it may fail, and the batch would then go on after splitpool's Sync)
-    if (opening->cls->kind != Kind::Rollback && opening->cls->kind != Kind::Commit) return 0;
-    if (opening->parse_msg < 0 && !opening->statement->nodes.test(size_t(main))) return 0;
-    for (size_t i = opening->bind + 1; i < batch_msgs_.size(); ++i) {
-        char type = batch_msgs_[i].first;
-        if (type == 'S') return 0;
-        if (type == 'P' || type == 'B') return batch_msgs_[i].second;
-    }
-    return 0;
 }
 
 // A node other than the main one: the runs whose decision includes it, replies not heard. In a

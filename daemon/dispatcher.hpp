@@ -52,6 +52,9 @@ struct NodeView {
     char tx_status = 'I';
 };
 
+// The node whose transaction failed (its last ReadyForQuery said 'E'), or -1.
+int failed_node(const std::vector<NodeView>& nodes);
+
 // Which counter a statement goes to: reads, DML by its first keyword, DDL (utility), the rest.
 shm::StatementClass statement_class(const parser::Classification& cls, std::string_view sql);
 
@@ -134,6 +137,7 @@ private:
     void collect_runs();
     const Run* opening_run() const;
     bool refused_in_batch(const parser::Classification& cls, bool pipelined) const;
+    void keep_undo(const Run& r, const RouteDecision& d, int main);
     bool rolls_back_commit(const Run& r) const;
     int choose_main(const std::vector<NodeView>& nodes);
     bool answer_aborted_batch(int main, const std::vector<NodeView>& nodes, Plan& plan);

@@ -131,22 +131,21 @@ bool parse_placement(std::string_view text, Placement* out) {
 
 int pick_even(const shm::NodeSnapshot& nodes, const NodeSet& candidates, RandomSource& rng) {
     // The lowest sessions/weight, compared as products so equal ratios tie exactly.
+    NodeSet eligible;
     int best = -1;
     for (int i = 0; i < nodes.num_nodes && i < shm::kMaxNodes; ++i) {
         const shm::NodeSnapshot::Node& n = nodes.nodes[i];
         if (!candidates.test(static_cast<size_t>(i)) || !node_usable(nodes, i) || n.weight <= 0.0) continue;
         if (n.sessions < 0) return pick_weighted(nodes, candidates, rng);
+        eligible.set(static_cast<size_t>(i));
         if (best < 0 || n.sessions * nodes.nodes[best].weight < nodes.nodes[best].sessions * n.weight) best = i;
     }
     if (best < 0) return -1;
     NodeSet ties;
     const shm::NodeSnapshot::Node& b = nodes.nodes[best];
-    for (int i = 0; i < nodes.num_nodes && i < shm::kMaxNodes; ++i) {
-        const shm::NodeSnapshot::Node& n = nodes.nodes[i];
-        if (candidates.test(static_cast<size_t>(i)) && node_usable(nodes, i) && n.weight > 0.0 &&
-            n.sessions * b.weight == b.sessions * n.weight)
+    for (int i = 0; i < nodes.num_nodes && i < shm::kMaxNodes; ++i)
+        if (eligible.test(static_cast<size_t>(i)) && nodes.nodes[i].sessions * b.weight == b.sessions * nodes.nodes[i].weight)
             ties.set(static_cast<size_t>(i));
-    }
     return pick_weighted(nodes, ties, rng);
 }
 

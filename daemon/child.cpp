@@ -2,7 +2,6 @@
 // backend connection sets for the next client, and exits when told to or when it is worn out.
 #include "daemon/child.hpp"
 
-#include <dirent.h>
 #include <fcntl.h>
 #include <ev.h>
 #include <openssl/rand.h>
@@ -94,7 +93,6 @@ public:
           const std::vector<int>& listen_fds)
         : config_(&inherited), auth_(&auth), table_(table), slot_(slot), pool_(config_->max_pool),
           classifications_(size_t(config_->classification_cache_size)), catalog_(&table) {
-        apply_policy();
         // EPOLLEXCLUSIVE wakes one idle child per arriving client instead of all of them; libev
         // cannot ask for it, so the idle wait has its own epoll set.
         epoll_fd_ = epoll_create1(EPOLL_CLOEXEC);
@@ -104,13 +102,6 @@ public:
             ev.data.fd = fd;
             epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, fd, &ev);
         }
-        // getrandom, not RAND_bytes: OpenSSL's generator reseeds in a forked child on first use and
-        // dirties its state pages (and maps more of libcrypto); an idle child now leaves it alone.
-        char salt[16];
-        if (getrandom(salt, sizeof salt, 0) != ssize_t(sizeof salt))
-            RAND_bytes(reinterpret_cast<unsigned char*>(salt), sizeof salt);
-        digest_salt_.assign(salt, sizeof salt);
-        idle_since_ms_ = io::now_ms();
     }
 
     void run() {
@@ -145,6 +136,28 @@ private:
     // comes (1000 idle children waking once a second each were 1000 wake-ups a second).
     bool needs_tick() const { return pool_.size() > 0 || (config_->child_life_time > 0 && served_ > 0); }
 
+    // What only a session needs is made at the first one: each page a child touches before it is
+    // a page fault (copy-on-write, or code not yet mapped in the child), ~50 us on this machine
+    // class, and num_init_children = 1000 start at once. The routing policy from the configuration,
+    // the event loop of the session, the salt of statement digests.
+    void prepare_first_session() {
+        if (!policy_ready_) apply_policy();
+        if (!g_loop) {
+            struct ev_loop* loop = ev_default_loop(EVBACKEND_EPOLL);
+            ev_async_init(&g_wakeup, Child::on_wakeup);
+            ev_async_start(loop, &g_wakeup);
+            g_loop = loop;  // the signal handler wakes it from now on
+        }
+        if (digest_salt_.empty()) {
+            // getrandom, not RAND_bytes: OpenSSL's generator reseeds in a forked child on first use
+            // and dirties its state pages (and maps more of libcrypto).
+            char salt[16];
+            if (getrandom(salt, sizeof salt, 0) != ssize_t(sizeof salt))
+                RAND_bytes(reinterpret_cast<unsigned char*>(salt), sizeof salt);
+            digest_salt_.assign(salt, sizeof salt);
+        }
+    }
+
     // The handled signals are blocked except inside epoll_pwait, so one that lands between the flag
     // check and the wait interrupts the wait (EINTR) instead of waiting for the next tick.
     void wait_for_client() {
@@ -153,13 +166,15 @@ private:
         for (int sig : kHandledSignals) sigaddset(&handled, sig);
         sigprocmask(SIG_BLOCK, &handled, &open);
         epoll_event events[8];
-        int64_t next_tick = io::now_ms() + 1000;
+        bool ticking = needs_tick();  // only a session makes a tick needed
+        int64_t next_tick = ticking ? io::now_ms() + 1000 : 0;
         while (accepted_fd_ < 0 && !g_smart_stop && !g_fast_stop && !g_reload && !worn_out_ && !g_parent_gone) {
-            int n = epoll_pwait(epoll_fd_, events, 8, needs_tick() ? 1000 : -1, &open);
+            int n = epoll_pwait(epoll_fd_, events, 8, ticking ? 1000 : -1, &open);
             for (int i = 0; i < n && accepted_fd_ < 0; ++i)
                 accepted_fd_ = accept_client(events[i].data.fd);  // -1: another child won
-            if (accepted_fd_ < 0 && io::now_ms() >= next_tick) {
+            if (accepted_fd_ < 0 && ticking && io::now_ms() >= next_tick) {
                 tick();
+                ticking = needs_tick();
                 next_tick = io::now_ms() + 1000;
             }
         }
@@ -168,6 +183,7 @@ private:
 
     // The parent validated the routing settings; a failure here keeps the previous policy.
     void apply_policy() {
+        policy_ready_ = true;
         RoutingPolicy fresh;
         std::string error;
         if (!routing_policy_for(*config_, &fresh, &error)) {
@@ -186,6 +202,7 @@ private:
     }
 
     void serve(int fd, const sockaddr_storage& peer) {
+        prepare_first_session();
         shm::Header& header = table_.header();
         int active = header.active_clients.fetch_add(1) + 1;
         bool too_many = config_->reserved_connections > 0 &&
@@ -215,7 +232,7 @@ private:
         keep_start_only_values(*config_, fresh);
         reloaded_ = std::make_unique<Config>(std::move(fresh));
         config_ = reloaded_.get();
-        apply_policy();
+        policy_ready_ = false;  // made from the new file at the next session
         own_auth_ = std::make_unique<AuthState>(load_auth_state(*config_, auth_));
         auth_ = own_auth_.get();
         log_configure(log_options_for(*config_, false));
@@ -231,6 +248,7 @@ private:
     parser::ClassificationCache classifications_;
     CatalogCache catalog_;
     RoutingPolicy policy_;
+    bool policy_ready_ = false;
     int epoll_fd_ = -1;
     std::string digest_salt_;
     int accepted_fd_ = -1;
@@ -239,35 +257,6 @@ private:
     int64_t idle_since_ms_ = 0;
     bool worn_out_ = false;
 };
-
-// Listening sockets the child inherited but must not hold (PCP, metrics): an orphaned child would
-// keep their ports from a restarted splitpool. /proc/self/fd is read with getdents64 into a stack
-// buffer: opendir's 32 kB heap buffer dirtied heap pages in every idle child. The parent holds a
-// few dozen descriptors at most (listeners, shared memory, log), far below the 256 kept here.
-void close_foreign_listeners(const std::vector<int>& keep) {
-    int dir = open("/proc/self/fd", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (dir < 0) return;
-    int fds[256];
-    int count = 0;
-    alignas(8) char buf[2048];
-    ssize_t n;
-    while ((n = getdents64(dir, buf, sizeof buf)) > 0) {
-        for (ssize_t off = 0; off < n;) {
-            auto* e = reinterpret_cast<dirent64*>(buf + off);
-            int fd = atoi(e->d_name);
-            if (fd > 2 && fd != dir && count < int(std::size(fds))) fds[count++] = fd;
-            off += e->d_reclen;
-        }
-    }
-    close(dir);
-    for (int i = 0; i < count; ++i) {
-        int listening = 0;
-        socklen_t len = sizeof listening;
-        if (std::find(keep.begin(), keep.end(), fds[i]) == keep.end() &&
-            getsockopt(fds[i], SOL_SOCKET, SO_ACCEPTCONN, &listening, &len) == 0 && listening)
-            close(fds[i]);
-    }
-}
 
 }  // namespace
 
@@ -283,16 +272,12 @@ void run_child(const Config& config, const AuthState& auth, shm::StatusTable& ta
     prctl(PR_SET_PDEATHSIG, kPdeathSignal);
     pid_t parent = pid_t(table.header().parent_pid.load());
     if (parent > 0 ? getppid() != parent : getppid() == 1) _exit(0);
-    close_foreign_listeners(listen_fds);
     int count = 0;
     for (int fd : listen_fds)
         if (count < kMaxListenFds) g_listen_fds[count++] = fd;
     g_listen_count = count;
     log_set_process_name("child");
     table.reset_child(slot, getpid());
-    g_loop = ev_default_loop(EVBACKEND_EPOLL);
-    ev_async_init(&g_wakeup, Child::on_wakeup);
-    ev_async_start(g_loop, &g_wakeup);
     install_signals();
     {
         Child child(config, auth, table, slot, listen_fds);

@@ -2,13 +2,17 @@
 // runs the three shutdown modes.
 #include "daemon/supervisor.hpp"
 
+#include <dirent.h>
+#include <fcntl.h>
 #include <openssl/rand.h>
+#include <sys/socket.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdlib>
 #include <csignal>
 #include <cstring>
 #include <ctime>
@@ -160,8 +164,7 @@ pid_t Supervisor::fork_child(int slot, int start_gate) {
         return 0;
     }
     if (pid == 0) {
-        for (int fd : pcp_.listen_fds) close(fd);  // children never hold sockets they do not serve
-        for (int fd : pcp_.metrics_fds) close(fd);
+        for (int fd : foreign_listeners_) close(fd);  // children never hold sockets they do not serve
         for (int fd : spawn_fds_)
             if (fd >= 0 && fd != start_gate) close(fd);
         run_child(config_, auth_, table_, slot, listen_fds_, start_gate);
@@ -171,6 +174,34 @@ pid_t Supervisor::fork_child(int slot, int start_gate) {
 
 void Supervisor::spawn(int slot) { pids_[size_t(slot)] = fork_child(slot, -1); }
 
+// /proc/self/fd is read with getdents64 into a stack buffer (opendir's heap buffer is not needed);
+// the parent holds a few dozen descriptors at most, far below the 256 looked at here.
+void Supervisor::note_foreign_listeners() {
+    foreign_listeners_.clear();
+    int dir = open("/proc/self/fd", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dir < 0) return;
+    int fds[256];
+    int count = 0;
+    alignas(8) char buf[2048];
+    ssize_t n;
+    while ((n = getdents64(dir, buf, sizeof buf)) > 0) {
+        for (ssize_t off = 0; off < n;) {
+            auto* e = reinterpret_cast<dirent64*>(buf + off);
+            int fd = atoi(e->d_name);
+            if (fd > 2 && fd != dir && count < int(std::size(fds))) fds[count++] = fd;
+            off += e->d_reclen;
+        }
+    }
+    close(dir);
+    for (int i = 0; i < count; ++i) {
+        int listening = 0;
+        socklen_t len = sizeof listening;
+        if (std::find(listen_fds_.begin(), listen_fds_.end(), fds[i]) == listen_fds_.end() &&
+            getsockopt(fds[i], SOL_SOCKET, SO_ACCEPTCONN, &listening, &len) == 0 && listening)
+            foreign_listeners_.push_back(fds[i]);
+    }
+}
+
 // One fork costs ~1 ms of CPU on this machine class (page-table copies through the hypervisor), so
 // 1000 children forked one by one from the parent take at least a second of its CPU alone. Spawner
 // processes (forks of the parent) fork slot ranges in parallel with it; the parent is their
@@ -179,6 +210,7 @@ void Supervisor::spawn(int slot) { pids_[size_t(slot)] = fork_child(slot, -1); }
 // (a pipe the parent closes after reaping every spawner): then their parent is the supervisor, and
 // the parent-death signal they ask for refers to it.
 void Supervisor::spawn_initial_children() {
+    note_foreign_listeners();
     int n = config_.num_init_children;
     long cpus = sysconf(_SC_NPROCESSORS_ONLN);
     int spawners = n < kSlotsPerSpawner ? 0 : int(std::min<long>({cpus, 8, n / kSlotsPerSpawner})) - 1;
@@ -285,7 +317,9 @@ void Supervisor::reap_children() {
                 PROXY_LOG(Warning, "child process %d exited with status %d", pid, WEXITSTATUS(status));
             else
                 PROXY_LOG(Debug1, "child process %d exited", pid);
-            if (!shutdown_signal_) spawn(int(slot));
+            if (shutdown_signal_) continue;
+            note_foreign_listeners();
+            spawn(int(slot));
         }
     }
 }

@@ -50,6 +50,10 @@ public:
 
 private:
     void spawn(int slot);
+    // Listening sockets the parent holds other than the client listeners (PCP, metrics, any it
+    // inherited): a child closes them, so an orphaned child cannot keep their ports. Read once per
+    // batch of forks here rather than by each of up to 1000 children.
+    void note_foreign_listeners();
     // Forks the child of `slot`; `start_gate` >= 0: the child waits for EOF on it first. 0 on failure.
     pid_t fork_child(int slot, int start_gate);
     // num_init_children at start, forked in parallel by spawner processes when there are many.
@@ -78,6 +82,7 @@ private:
     SupervisorServices services_;
     std::vector<pid_t> pids_;   // by child slot; 0 = empty
     std::vector<int> spawn_fds_;  // the spawners' pipes while the initial children are forked
+    std::vector<int> foreign_listeners_;
     pid_t pcp_pid_ = 0;
     pid_t metrics_pid_ = 0;
     std::vector<pid_t> checker_pids_;  // health checks and the replication worker

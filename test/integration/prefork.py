@@ -114,10 +114,10 @@ def memory_of(pid):
 
 
 def cpu_seconds(pid):
-    """utime + stime of one process, in seconds (from /proc/PID/stat)."""
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """CPU time of one process in seconds, from /proc/PID/schedstat (nanoseconds): utime and stime
+    in /proc/PID/stat are sampled at clock ticks and read 0 for a child that starts in ~1 ms."""
+    with open(f"/proc/{pid}/schedstat") as f:
+        return int(f.read().split()[0]) / 1e9
 
 
 def config_text(port, num_children, workdir, backend_port, extra=None):

@@ -13,7 +13,9 @@
 
 #include <algorithm>
 #include <cstdlib>
+#include <cstring>
 #include <memory>
+#include <optional>
 
 #include <csignal>
 #include <cerrno>
@@ -139,7 +141,8 @@ private:
     // What only a session needs is made at the first one: each page a child touches before it is
     // a page fault (copy-on-write, or code not yet mapped in the child), ~50 us on this machine
     // class, and num_init_children = 1000 start at once. The routing policy from the configuration,
-    // the event loop of the session, the salt of statement digests.
+    // the event loop of the session, the salt of password digests, the load-balance generator
+    // (seeded once per child: std::random_device per session was ~9% of a connection's CPU).
     void prepare_first_session() {
         if (!policy_ready_) apply_policy();
         if (!g_loop) {
@@ -148,13 +151,15 @@ private:
             ev_async_start(loop, &g_wakeup);
             g_loop = loop;  // the signal handler wakes it from now on
         }
-        if (digest_salt_.empty()) {
+        if (!rng_) {
             // getrandom, not RAND_bytes: OpenSSL's generator reseeds in a forked child on first use
             // and dirties its state pages (and maps more of libcrypto).
-            char salt[16];
-            if (getrandom(salt, sizeof salt, 0) != ssize_t(sizeof salt))
-                RAND_bytes(reinterpret_cast<unsigned char*>(salt), sizeof salt);
-            digest_salt_.assign(salt, sizeof salt);
+            unsigned char random[24];
+            if (getrandom(random, sizeof random, 0) != ssize_t(sizeof random)) RAND_bytes(random, sizeof random);
+            digest_salt_.assign(reinterpret_cast<const char*>(random), 16);
+            uint64_t seed;
+            memcpy(&seed, random + 16, sizeof seed);
+            rng_.emplace(seed);
         }
     }
 
@@ -208,7 +213,7 @@ private:
         bool too_many = config_->reserved_connections > 0 &&
                         active > config_->num_init_children - config_->reserved_connections;
         SessionContext ctx{*config_,  table_,  slot_,          pool_,
-                           g_loop,   &g_fast_stop, digest_salt_, too_many,
+                           g_loop,   &g_fast_stop, digest_salt_, *rng_, too_many,
                            header.active_clients, classifications_, catalog_,
                            policy_,  auth_->files,  auth_->tls_server.get(), auth_->tls_backend.get(), &g_parent_gone};
         serve_client(ctx, fd, peer);
@@ -251,6 +256,7 @@ private:
     bool policy_ready_ = false;
     int epoll_fd_ = -1;
     std::string digest_salt_;
+    std::optional<Mt19937Random> rng_;
     int accepted_fd_ = -1;
     sockaddr_storage accepted_peer_{};
     int served_ = 0;

@@ -107,14 +107,14 @@ bool routing_policy_for(const Config& c, RoutingPolicy* p, std::string* error) {
 
 Dispatcher::Dispatcher(DispatchContext ctx, const std::string& database, const std::string& user,
                        const std::string& application_name)
-    : ctx_(std::move(ctx)), rng_(std::random_device{}()) {
+    : ctx_(std::move(ctx)) {
     shm::NodeSnapshot snapshot = this->snapshot();
     ctx_.table.count_sessions(snapshot);  // for even placement
     primary_ = snapshot.primary >= 0 && snapshot.primary < int(ctx_.config.backends.size()) ? snapshot.primary : 0;
     model_.database = database;
     model_.user = user;
     model_.application_name = application_name;
-    start_session(model_, snapshot, policy(), rng_);
+    start_session(model_, snapshot, policy(), ctx_.rng);
     ctx_.catalog.new_session();
 }
 
@@ -222,8 +222,8 @@ RouteDecision Dispatcher::decide(const Classification& cls, std::string_view sql
         ctx_.catalog.prefetch(cls, functions, relations, ctx_.side_query);
     }
     shm::NodeSnapshot snapshot = this->snapshot();
-    RouteDecision d = prepared ? route_prepared(*prepared, model_, snapshot, policy, rng_)
-                               : route(cls, sql, model_, snapshot, policy, rng_);
+    RouteDecision d = prepared ? route_prepared(*prepared, model_, snapshot, policy, ctx_.rng)
+                               : route(cls, sql, model_, snapshot, policy, ctx_.rng);
     if (log_enabled(LogLevel::Debug1)) PROXY_LOG(Debug1, "route: %s", describe(cls, d, snapshot).c_str());
     return d;
 }

@@ -70,6 +70,7 @@ struct DispatchContext {
     CatalogCache& catalog;
     shm::StatusTable& table;
     SideQuery side_query;                 // catalog lookups on the primary
+    RandomSource& rng;                    // the child's, seeded once: load-balance picks
 };
 
 class Dispatcher {
@@ -170,7 +171,6 @@ private:
 
     DispatchContext ctx_;
     SessionModel model_;
-    Mt19937Random rng_;
     int primary_;
     bool last_multi_ = false;
     std::set<std::string> unpublished_writes_;  // tables written since the last idle ReadyForQuery

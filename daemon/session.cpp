@@ -551,7 +551,7 @@ void Session::run() {
     };
     Config session_config = ctx_.config;  // PGPOOL SET changes this copy only
     Dispatcher dispatcher({ctx_.config, session_config, ctx_.policy, ctx_.classifications, ctx_.catalog, ctx_.table,
-                           side_query},
+                           side_query, ctx_.rng},
                           startup_.database(), startup_.user(), startup_.application_name());
     // Counted for even placement from now on; serve_client clears it (the parent, if this child dies).
     ctx_.table.child(ctx_.child_slot).load_balance_node.store(int16_t(dispatcher.load_balance_node()));

@@ -28,7 +28,8 @@ struct SessionContext {
     BackendPool& pool;
     struct ev_loop* loop;
     const volatile int* fast_shutdown;
-    std::string digest_salt;      // per child, for password digests of pooled sets
+    const std::string& digest_salt;  // per child, for password digests of pooled sets
+    RandomSource& rng;               // per child, seeded at its first session
     bool too_many_clients;        // reserved_connections: refuse this client after its startup packet
     std::atomic<int32_t>& active_clients;  // released as soon as the client is gone, before the reset
     // Per child, kept across sessions:

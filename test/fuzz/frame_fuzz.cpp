@@ -258,6 +258,7 @@ struct Frontend {
     daemon::Config session_config;
     parser::ClassificationCache cache;
     daemon::CatalogCache catalog;
+    daemon::Mt19937Random rng{1};
     daemon::Dispatcher dispatcher;
     std::vector<daemon::NodeView> nodes;
     std::vector<std::string> parsed_names, parsed_sql;
@@ -267,7 +268,7 @@ struct Frontend {
         : session_config(*g_config),
           cache(64),
           catalog(g_table.get()),
-          dispatcher(daemon::DispatchContext{*g_config, session_config, policy, cache, catalog, *g_table, nullptr},
+          dispatcher(daemon::DispatchContext{*g_config, session_config, policy, cache, catalog, *g_table, nullptr, rng},
                      "db", "user", "app"),
           nodes(kNodes, daemon::NodeView{false, 'I'}),
           failing(statements_fail) {}

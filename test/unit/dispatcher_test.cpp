@@ -45,6 +45,7 @@ struct Harness {
     daemon::RoutingPolicy policy;
     parser::ClassificationCache cache;
     daemon::CatalogCache catalog;
+    daemon::Mt19937Random rng{std::random_device{}()};
     std::unique_ptr<daemon::Dispatcher> dispatcher;
     std::vector<NodeView> nodes{3};
     std::map<std::string, std::string> parsed;  // statement name -> text, as the nodes saw it
@@ -69,7 +70,7 @@ struct Harness {
         session_config = config;
         REQUIRE(daemon::routing_policy_for(config, &policy, &err));
         dispatcher = std::make_unique<daemon::Dispatcher>(
-            daemon::DispatchContext{config, session_config, policy, cache, catalog, *table, nullptr}, "db", "u", "app");
+            daemon::DispatchContext{config, session_config, policy, cache, catalog, *table, nullptr, rng}, "db", "u", "app");
     }
     ~Harness() { shm::Segment::remove(name); }
 

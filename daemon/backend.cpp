@@ -149,6 +149,7 @@ bool negotiate_tls(BackendConn& conn, const BackendAddress& address, io::Deadlin
     std::string request;
     proto::Writer(request).begin_untyped().i32(proto::kSslRequestCode).finish();
     if (io::write_all(conn.stream(), request, deadline) != io::IoStatus::Ok ||
+        io::await_reply(conn.stream(), conn.in, deadline) != io::IoStatus::Ok ||
         io::read_more(conn.stream(), conn.in, deadline) != io::IoStatus::Ok)
         return login.fail("could not negotiate TLS with the backend", true);
     char answer = conn.in.data()[0];
@@ -218,9 +219,10 @@ LoginResult backend_login(const BackendAddress& address, const proto::StartupMes
             login.fail("could not send to backend", true);
             return result;
         }
+        io::IoStatus st = out.empty() ? io::IoStatus::Ok : io::await_reply(conn->stream(), conn->in, deadline);
         out.clear();
         proto::Frame f;
-        io::IoStatus st = io::read_frame(conn->stream(), conn->in, f, kMaxLoginMessage, deadline);
+        if (st == io::IoStatus::Ok) st = io::read_frame(conn->stream(), conn->in, f, kMaxLoginMessage, deadline);
         if (st != io::IoStatus::Ok) {
             login.fail(st == io::IoStatus::Timeout ? "timeout while logging in to backend"
                                                    : "backend closed the connection during login", true);
@@ -257,6 +259,7 @@ namespace {
 
 bool await_reset(BackendConn& conn, size_t pending, ParamList& params, io::Deadline deadline) {
     bool failed = false;
+    if (io::await_reply(conn.stream(), conn.in, deadline) != io::IoStatus::Ok) return false;
     while (pending > 0) {
         proto::Frame f;
         if (io::read_frame(conn.stream(), conn.in, f, proto::kMaxMessageLength, deadline) != io::IoStatus::Ok) return false;
@@ -321,7 +324,9 @@ std::optional<std::vector<std::string>> simple_query(BackendConn& conn, const st
     conn.used = true;
     std::string out;
     proto::put_query(out, sql);
-    if (io::write_all(conn.stream(), out, deadline) != io::IoStatus::Ok) return std::nullopt;
+    if (io::write_all(conn.stream(), out, deadline) != io::IoStatus::Ok ||
+        io::await_reply(conn.stream(), conn.in, deadline) != io::IoStatus::Ok)
+        return std::nullopt;
     std::vector<std::string> rows;
     *failed = false;
     for (;;) {

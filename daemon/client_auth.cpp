@@ -106,7 +106,8 @@ bool ClientAuth::send(const std::string& bytes, std::string& error) {
 // The client's PasswordMessage / SASLInitialResponse / SASLResponse body.
 bool ClientAuth::read_response(std::string& payload, std::string& error) {
     proto::Frame f;
-    io::IoStatus st = io::read_frame(client_, in_, f, kMaxAuthMessage, deadline_, interrupted_);
+    io::IoStatus st = io::await_reply(client_, in_, deadline_, interrupted_);  // always after send()
+    if (st == io::IoStatus::Ok) st = io::read_frame(client_, in_, f, kMaxAuthMessage, deadline_, interrupted_);
     if (st != io::IoStatus::Ok || f.type != 'p') {
         fail(error, proto::sqlstate::kProtocolViolation,
              st == io::IoStatus::Timeout ? "authentication timeout" : "expected password response", {});

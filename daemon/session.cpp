@@ -178,7 +178,9 @@ Session::Startup Session::read_startup() {
         }
         if (code == proto::kSslRequestCode || code == proto::kGssEncRequestCode) {
             in_.consume(length);
-            if (io::write_all(client_, "N", 1, deadline_) != io::IoStatus::Ok) return Startup::Closed;
+            if (io::write_all(client_, "N", 1, deadline_) != io::IoStatus::Ok ||
+                io::await_reply(client_, in_, deadline_, ctx_.fast_shutdown) != io::IoStatus::Ok)
+                return Startup::Closed;
             continue;
         }
         if (code == proto::kCancelRequestCode && length == 16) {

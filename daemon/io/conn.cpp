@@ -165,6 +165,11 @@ IoStatus read_more(Stream s, Buffer& buf, Deadline deadline, const volatile int*
     }
 }
 
+IoStatus await_reply(Stream s, const Buffer& buf, Deadline deadline, const volatile int* interrupted) {
+    if (!buf.empty() || s.pending()) return IoStatus::Ok;
+    return wait_for(s.fd, POLLIN, deadline, interrupted);
+}
+
 bool write_available(Stream s, std::string& out) {
     while (!out.empty()) {
         ssize_t n = s.write_some(out.data(), out.size());

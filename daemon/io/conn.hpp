@@ -38,6 +38,10 @@ int connect_to(const std::string& host, int port, int timeout_ms, std::string* e
 // Reads more bytes into `buf`, waiting up to the deadline. `interrupted` is polled after EINTR so
 // a shutdown signal ends the wait.
 IoStatus read_more(Stream s, Buffer& buf, Deadline deadline, const volatile int* interrupted = nullptr);
+// Before reading the answer to a message just written: waits until the socket is readable unless
+// bytes are buffered already (`buf` or inside TLS). A read straight after the write finds nothing
+// on a network round trip, and a failing read is a system call per exchange.
+IoStatus await_reply(Stream s, const Buffer& buf, Deadline deadline, const volatile int* interrupted = nullptr);
 // Writes everything, waiting up to the deadline.
 IoStatus write_all(Stream s, const char* data, size_t size, Deadline deadline);
 inline IoStatus write_all(Stream s, const std::string& data, Deadline deadline) {

@@ -462,16 +462,13 @@ void Dispatcher::collect_runs() {
             runs_.push_back(std::move(run));
         } else if (type == 'E' || type == 'D') {
             Names n = names_of(type, m, len);
+            bool portal = type == 'E' || n.what == 'P';
+            Run* bound = portal ? run_bound_to(n.first) : nullptr;
             if (type == 'E') {
-                for (size_t k = runs_.size(); k-- > 0;)
-                    if (runs_[k].portal == n.first) {
-                        if (runs_[k].first_execute < 0) runs_[k].first_execute = int(executes_.size());
-                        break;
-                    }
+                if (bound && bound->first_execute < 0) bound->first_execute = int(executes_.size());
                 executes_.push_back(i);
             }
-            bool portal = type == 'E' || n.what == 'P';
-            if (!portal || bound_in_batch(n.first)) continue;
+            if (!portal || bound) continue;
             auto it = model_.portals.find(std::string(n.first));
             if (it != model_.portals.end()) existing_portal_node_ = it->second;
         }
@@ -727,10 +724,10 @@ int Dispatcher::last_parse(const std::string& name) const {
     return -1;
 }
 
-bool Dispatcher::bound_in_batch(std::string_view portal) const {
-    for (const Run& r : runs_)
-        if (r.portal == portal) return true;
-    return false;
+Dispatcher::Run* Dispatcher::run_bound_to(std::string_view portal) {
+    for (size_t k = runs_.size(); k-- > 0;)
+        if (runs_[k].portal == portal) return &runs_[k];
+    return nullptr;
 }
 
 std::string_view Dispatcher::message_at(size_t index) const {

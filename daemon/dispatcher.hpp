@@ -152,7 +152,7 @@ private:
     void close_elsewhere(int main, Plan& plan);
     void finish_batch(bool sync, int main);
     int last_parse(const std::string& name) const;
-    bool bound_in_batch(std::string_view portal) const;
+    Run* run_bound_to(std::string_view portal);  // the batch's latest Bind of it, or null
     std::string_view message_at(size_t index) const;
     bool answer_admin_batch(bool sync, const std::vector<NodeView>& nodes, Plan& plan);
 

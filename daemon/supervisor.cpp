@@ -2,8 +2,6 @@
 // runs the three shutdown modes.
 #include "daemon/supervisor.hpp"
 
-#include <dirent.h>
-#include <fcntl.h>
 #include <openssl/rand.h>
 #include <sys/socket.h>
 #include <sys/prctl.h>
@@ -15,6 +13,7 @@
 #include <cstdlib>
 #include <csignal>
 #include <cstring>
+#include <filesystem>
 #include <ctime>
 
 #include "daemon/child.hpp"
@@ -174,31 +173,16 @@ pid_t Supervisor::fork_child(int slot, int start_gate) {
 
 void Supervisor::spawn(int slot) { pids_[size_t(slot)] = fork_child(slot, -1); }
 
-// /proc/self/fd is read with getdents64 into a stack buffer (opendir's heap buffer is not needed);
-// the parent holds a few dozen descriptors at most, far below the 256 looked at here.
 void Supervisor::note_foreign_listeners() {
     foreign_listeners_.clear();
-    int dir = open("/proc/self/fd", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (dir < 0) return;
-    int fds[256];
-    int count = 0;
-    alignas(8) char buf[2048];
-    ssize_t n;
-    while ((n = getdents64(dir, buf, sizeof buf)) > 0) {
-        for (ssize_t off = 0; off < n;) {
-            auto* e = reinterpret_cast<dirent64*>(buf + off);
-            int fd = atoi(e->d_name);
-            if (fd > 2 && fd != dir && count < int(std::size(fds))) fds[count++] = fd;
-            off += e->d_reclen;
-        }
-    }
-    close(dir);
-    for (int i = 0; i < count; ++i) {
+    std::error_code ec;  // a listing that fails leaves the list short, never throws in the parent
+    for (std::filesystem::directory_iterator it("/proc/self/fd", ec), end; !ec && it != end; it.increment(ec)) {
+        int fd = atoi(it->path().filename().c_str());  // the iterator's own descriptor is no socket
         int listening = 0;
         socklen_t len = sizeof listening;
-        if (std::find(listen_fds_.begin(), listen_fds_.end(), fds[i]) == listen_fds_.end() &&
-            getsockopt(fds[i], SOL_SOCKET, SO_ACCEPTCONN, &listening, &len) == 0 && listening)
-            foreign_listeners_.push_back(fds[i]);
+        if (fd > 2 && std::find(listen_fds_.begin(), listen_fds_.end(), fd) == listen_fds_.end() &&
+            getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &len) == 0 && listening)
+            foreign_listeners_.push_back(fd);
     }
 }
 

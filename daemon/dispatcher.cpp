@@ -309,6 +309,7 @@ void Dispatcher::plan_query(std::string_view sql, const char* msg, size_t size, 
         if (s.retryable && d.prepared && !d.prepared->nodes.test(size_t(primary_))) s.retry_prepare = d.prepared->create;
     }
     note_statement(model_, *cls, sql, d, policy(), is_session_setting(*cls) ? std::string_view(bytes) : std::string_view());
+    if (cls->multi_statement) note_inner_statements(model_, *cls, d, policy());
     if (d.counts_as_write && policy().read_your_writes_window_ms > 0) add_written_tables(unpublished_writes_, *cls, policy());
     last_multi_ = cls->multi_statement;
 }

@@ -138,7 +138,7 @@ std::string_view read_rule(const Classification& cls, std::string_view sql, cons
                            const RoutingPolicy& p, bool* writing) {
     if (cls.primary_hint) return "/*+ primary */ hint";
     if (s.force_primary) return "splitpool.route = primary";
-    if (s.settings_overflow) return "too many session settings to replay on a standby";
+    if (!s.settings_unreplayable.empty()) return s.settings_unreplayable;
     if (cls.refused_by_standby) return "a standby refused it before";
     if (!p.load_balance_mode) return "load_balance_mode = off";
     if (!p.allow_sql_comments && cls.leading_comment) return "leading comment (allow_sql_comments = off)";

@@ -51,7 +51,7 @@ void add_setting(SessionModel& s, ReplayEntry entry) {
         log.erase(std::remove_if(log.begin(), log.end(), [&](const ReplayEntry& e) { return e.setting == entry.setting; }),
                   log.end());
     if (log.size() >= SessionModel::kMaxSettings) {
-        s.settings_overflow = true;  // a node joining now could miss a setting: stay on the primary
+        s.settings_unreplayable = "too many session settings to replay on a standby";  // a joining node could miss one
         return;
     }
     entry.seq = ++s.settings_seq;
@@ -198,7 +198,7 @@ void note_session_objects(SessionModel& s, const Classification& cls) {
         forget_statements(s);
         s.settings.clear();
         s.pending_settings.clear();
-        s.settings_overflow = false;
+        s.settings_unreplayable = {};
         s.force_primary = false;
         s.default_serializable = false;
     }
@@ -213,6 +213,36 @@ void note_write(SessionModel& s, const Classification& cls, const RoutingPolicy&
     if (!add_written_tables(s.transaction_written_relations, cls, p)) s.transaction_written_relations.insert("*");
 }
 
+// The pending settings no COMMIT of the batch has made final: those of the implicit transaction
+// still open (a pipeline's runs up to its Sync, or a BEGIN's), taken out in order.
+std::vector<ReplayEntry> take_uncommitted(SessionModel& s) {
+    auto& pending = s.pending_settings;
+    auto open = std::stable_partition(pending.begin(), pending.end(), [](const ReplayEntry& e) { return e.commit > 0; });
+    std::vector<ReplayEntry> out(std::make_move_iterator(open), std::make_move_iterator(pending.end()));
+    pending.erase(open, pending.end());
+    return out;
+}
+
+// COMMIT or ROLLBACK with no transaction block open ends the implicit transaction those settings
+// ran in: PostgreSQL warns, then commits them (final, whatever error follows in the batch) or rolls
+// them back. AND CHAIN fails there (25P01), which error_since_ready covers.
+void end_implicit_transaction(SessionModel& s, const Classification& cls) {
+    if (cls.chain) return;
+    if (cls.kind == Kind::Rollback) {
+        take_uncommitted(s);
+        return;
+    }
+    ++s.commits_planned;
+    for (ReplayEntry& e : s.pending_settings)
+        if (e.commit == 0) e.commit = s.commits_planned;
+}
+
+// A BEGIN after settings in the same implicit transaction turns it into the block: they are part
+// of it now (its ROLLBACK undoes them), and a node joining it gets them.
+void adopt_implicit_settings(SessionModel& s) {
+    for (ReplayEntry& e : take_uncommitted(s)) s.transaction_log.push_back(std::move(e));
+}
+
 // COMMIT/ROLLBACK [AND CHAIN], PREPARE TRANSACTION: true when the statement ended (or chained) the transaction.
 bool note_transaction_end(SessionModel& s, const Classification& cls) {
     if (cls.kind == Kind::TwoPhase) {  // PREPARE TRANSACTION ends it; the others run outside one
@@ -220,6 +250,7 @@ bool note_transaction_end(SessionModel& s, const Classification& cls) {
         return true;
     }
     if (cls.kind != Kind::Commit && cls.kind != Kind::Rollback) return false;
+    if (!s.in_transaction) end_implicit_transaction(s, cls);
     if (s.in_transaction && cls.kind == Kind::Commit && !s.transaction_failed) commit_transaction_settings(s);
     if (cls.chain && s.in_transaction) {
         parser::TxnOptions options = s.transaction_options;  // copies: begin_transaction resets them
@@ -252,7 +283,10 @@ void note_statement(SessionModel& s, const Classification& cls, std::string_view
     if (d.new_load_balance_node && d.node >= 0) s.load_balance_node = d.node;
     if (cls.kind == Kind::Begin) {
         // BEGIN inside a transaction only draws PostgreSQL's warning: the transaction goes on.
-        if (!s.in_transaction) begin_transaction(s, cls.txn, d.nodes);
+        if (!s.in_transaction) {
+            begin_transaction(s, cls.txn, d.nodes);
+            adopt_implicit_settings(s);
+        }
         return;
     }
     if (note_transaction_end(s, cls)) return;
@@ -298,6 +332,25 @@ void forget_node(SessionModel& s, int node) {
     s.session_nodes.reset(size_t(node));
     s.transaction_nodes.reset(size_t(node));
     for (ReplayEntry& e : s.pending_settings) e.ran_on.reset(size_t(node));
+}
+
+void note_inner_statements(SessionModel& s, const Classification& multi, const RouteDecision& d,
+                           const RoutingPolicy& policy) {
+    const auto& inner = multi.session_statements;
+    if (inner.empty()) return;
+    bool settings_only = std::all_of(inner.begin(), inner.end(), [](const parser::InnerStatement& st) {
+        return is_session_setting(*st.cls);
+    });
+    if (multi.contains_txn_control || !settings_only) {
+        s.settings_unreplayable = "session state changed inside a multi-statement string";
+        return;
+    }
+    RouteDecision ran = d;  // the nodes that ran the string ran each of them
+    ran.target = Target::Session;
+    ran.counts_as_write = false;
+    ran.new_load_balance_node = false;
+    for (const parser::InnerStatement& st : inner)
+        note_statement(s, *st.cls, st.sql, ran, policy, query_message(st.sql));
 }
 
 void note_parse(SessionModel& s, std::string name, std::string_view sql, std::string parse_message,

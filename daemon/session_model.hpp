@@ -66,7 +66,10 @@ struct SessionModel {
     bool session_written_in_transaction = false;  // an explicit transaction wrote (trans_transaction)
     bool default_serializable = false;    // default_transaction_isolation / SESSION CHARACTERISTICS
     bool force_primary = false;           // SET splitpool.route = primary
-    bool settings_overflow = false;       // more settings than kMaxSettings: reads stay on the primary
+    // Why the session's settings cannot be replayed on a standby ("": they can): more than
+    // kMaxSettings, or changed inside a multi-statement string whose transaction control the model
+    // does not follow. Reads then stay on the primary, until DISCARD ALL.
+    std::string_view settings_unreplayable;
     // Session settings in force, each with a sequence number; a node has those up to its watermark
     // and gets the newer ones before its next statement. A setting joins `settings` only once the
     // ReadyForQuery that ends its statement's implicit transaction (or its COMMIT) arrives without
@@ -108,6 +111,11 @@ void note_error(SessionModel& model);
 void note_commit_done(SessionModel& model);
 // The node's connection to the session is gone: a new one starts with no settings.
 void forget_node(SessionModel& model, int node);
+// A multi-statement string ran with this decision (after note_statement of the string itself): its
+// settings join the session as if sent one by one; other session state changed in it, or settings
+// beside transaction control, keep reads on the primary.
+void note_inner_statements(SessionModel& model, const parser::Classification& multi, const RouteDecision& decision,
+                           const RoutingPolicy& policy);
 
 // A protocol Parse: creates (or replaces) a statement that exists nowhere yet.
 void note_parse(SessionModel& model, std::string name, std::string_view sql, std::string parse_message,

@@ -395,19 +395,46 @@ bool is_txn_control(Kind k) {
            k == Kind::RollbackToSavepoint || k == Kind::ReleaseSavepoint || k == Kind::TwoPhase;
 }
 
-void classify_multi(const PgQuery__ParseResult* tree, Classification* c) {
+// Flags that classify() derives from the text and the collected lists, for one statement or inner one.
+void finish_flags(Classification* c) {
+    if ((c->kind == Kind::Set || c->kind == Kind::Reset) && is_splitpool_name(c->set.name)) c->splitpool_setting = true;
+    if (c->kind == Kind::Show && is_splitpool_name(lower(c->name))) c->splitpool_setting = true;
+    for (auto* v : {&c->functions, &c->relations, &c->written_relations, &c->temp_tables_created})
+        dedupe(v);
+    for (const std::string& f : c->functions)
+        c->calls_set_config = c->calls_set_config || f == "set_config" || f == "pg_catalog.set_config";
+}
+
+// Inner statements the session model must see: a SET in "SET search_path = s; SELECT ..." changes
+// the session on the node that runs the string, and the other nodes need it replayed.
+bool changes_session_state(const Classification& c) {
+    switch (c.kind) {
+    case Kind::Set: case Kind::Reset: case Kind::Discard: case Kind::DiscardAll:
+    case Kind::Prepare: case Kind::Deallocate: case Kind::DeallocateAll: return true;
+    default: return c.calls_set_config;
+    }
+}
+
+void classify_multi(const PgQuery__ParseResult* tree, std::string_view sql, Classification* c) {
     for (size_t i = 0; i < tree->n_stmts; ++i) {
-        Classification one;
-        classify_node(tree->stmts[i] ? tree->stmts[i]->stmt : nullptr, &one);
-        c->writes = c->writes || one.writes;
-        c->contains_txn_control = c->contains_txn_control || is_txn_control(one.kind);
-        c->system_catalog = c->system_catalog || one.system_catalog;
-        append(&c->functions, one.functions);
-        append(&c->relations, one.relations);
-        append(&c->written_relations, one.written_relations);
-        append(&c->temp_tables_created, one.temp_tables_created);
-        append(&c->tables_dropped, one.tables_dropped);
-        append(&c->unlogged_created, one.unlogged_created);
+        auto one = std::make_shared<Classification>();
+        const PgQuery__RawStmt* raw = tree->stmts[i];
+        classify_node(raw ? raw->stmt : nullptr, one.get());
+        finish_flags(one.get());
+        c->writes = c->writes || one->writes;
+        c->contains_txn_control = c->contains_txn_control || is_txn_control(one->kind);
+        c->system_catalog = c->system_catalog || one->system_catalog;
+        append(&c->functions, one->functions);
+        append(&c->relations, one->relations);
+        append(&c->written_relations, one->written_relations);
+        append(&c->temp_tables_created, one->temp_tables_created);
+        append(&c->tables_dropped, one->tables_dropped);
+        append(&c->unlogged_created, one->unlogged_created);
+        if (!raw || !changes_session_state(*one)) continue;
+        size_t at = std::min(size_t(std::max(raw->stmt_location, 0)), sql.size());
+        std::string_view text = sql.substr(at, raw->stmt_len > 0 ? size_t(raw->stmt_len) : sql.npos);  // 0: the rest
+        text.remove_prefix(std::min(text.size(), text.find_first_not_of(" \t\n\r\f\v")));
+        c->session_statements.push_back({std::string(text), std::move(one)});
     }
     c->kind = Kind::MultiStatement;
     c->scope = Scope::Primary;
@@ -448,16 +475,12 @@ Classification classify(std::string_view sql) {
     } else if (tree->n_stmts == 1) {
         classify_node(tree->stmts[0] ? tree->stmts[0]->stmt : nullptr, &c);
     } else {
-        classify_multi(tree, &c);
+        classify_multi(tree, sql, &c);
     }
     if (tree) pg_query__parse_result__free_unpacked(tree, nullptr);
     pg_query_free_protobuf_parse_result(parsed);
     if (c.kind == Kind::Unparseable && parse_splitpool_set(sql, &c)) c.error.clear();
-    if ((c.kind == Kind::Set || c.kind == Kind::Reset) && is_splitpool_name(c.set.name)) c.splitpool_setting = true;
-    if (c.kind == Kind::Show && is_splitpool_name(lower(c.name))) c.splitpool_setting = true;
-    for (auto* v : {&c.functions, &c.relations, &c.written_relations, &c.temp_tables_created})
-        dedupe(v);
-    for (const std::string& f : c.functions) c.calls_set_config = c.calls_set_config || f == "set_config" || f == "pg_catalog.set_config";
+    finish_flags(&c);
     return c;
 }
 

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -61,6 +62,14 @@ struct TxnOptions {
     bool deferrable = false;
 };
 
+struct Classification;
+
+// A statement of a multi-statement string that changes session state the session model follows.
+struct InnerStatement {
+    std::string sql;                           // its own text, as a Query would carry it
+    std::shared_ptr<const Classification> cls;
+};
+
 // Details of a SET/RESET.
 struct SetInfo {
     std::string name;            // lowercased GUC name; "" for SET TRANSACTION / SESSION CHARACTERISTICS
@@ -118,6 +127,8 @@ struct Classification {
     std::vector<std::string> temp_tables_created;  // CREATE TEMP TABLE / CREATE TEMP TABLE AS / SELECT INTO TEMP
     std::vector<std::string> tables_dropped;     // DROP TABLE names (trace mode forgets them as temp tables)
     std::vector<std::string> unlogged_created;   // CREATE UNLOGGED TABLE names
+    // MultiStatement: its settings (SET, RESET, set_config), DISCARD, PREPARE and DEALLOCATE, in order.
+    std::vector<InnerStatement> session_statements;
 
     // PREPARE/EXECUTE/DEALLOCATE statement name, cursor name (DECLARE/FETCH/CLOSE, "" = CLOSE ALL),
     // savepoint name, LISTEN/UNLISTEN/NOTIFY channel, 2PC gid.

@@ -363,6 +363,51 @@ def test_set_undone_by_a_later_error_in_its_pipeline_stays_undone_everywhere(spl
             assert one(c, "select /*+ primary */ current_setting('application_name')")[0] == "base"
 
 
+def test_pipeline_commit_or_rollback_without_begin_ends_its_settings(splitpool, cluster):
+    """Extended protocol, one Sync, no BEGIN: the pipeline is one implicit transaction, which a
+    ROLLBACK undoes (with the SET before it, also when a BEGIN came between) and a COMMIT makes
+    final (an error after it undoes nothing before it). Every node agrees with PostgreSQL."""
+    sp = splitpool_for(splitpool, cluster, statement_level_load_balance=True)
+    with pg3(sp.port) as c:
+        c.execute("set application_name = 'base'")
+        spread_reads(c)  # both standbys are in the session now
+        for statements, expected in ((["set application_name = 'rb'", "rollback"], "base"),
+                                     (["set application_name = 'rb'", "begin", "rollback"], "base"),
+                                     (["set application_name = 'kept'", "commit", "select 1/0"], "kept"),
+                                     (["set application_name = 'rb'", "rollback", "set application_name = 'after'"],
+                                      "after")):
+            with contextlib.suppress(psycopg.errors.DivisionByZero):
+                with c.pipeline():
+                    for sql in statements:
+                        c.execute(sql)
+            seen = spread_reads(c)
+            assert set(seen) == set(standby_ports(cluster)), f"reads should reach both standbys: {seen}"
+            assert seen == {p: {expected} for p in seen}, (statements, seen)
+            assert one(c, "select /*+ primary */ current_setting('application_name')")[0] == expected
+
+
+def test_settings_inside_a_multi_statement_string(splitpool, cluster):
+    """Simple protocol: a string of several statements runs on the primary. A SET in it (here
+    search_path, which decides which table a later read sees) reaches the standbys as if sent alone;
+    beside transaction control (here a ROLLBACK that undoes it) reads stay on the primary."""
+    for schema, value in (("ss_multi_a", 1), ("ss_multi_b", 2)):
+        node_sql(cluster, 0, f"drop schema if exists {schema} cascade; create schema {schema}; "
+                             f"create table {schema}.t as select {value} as v")
+    wait_caught_up(cluster)
+    sp = splitpool_for(splitpool, cluster, statement_level_load_balance=True)
+    read = "select (select v from t), inet_server_port()"
+    with pg2(sp.port) as cur:
+        cur.execute("set search_path = ss_multi_a; select 1")
+        seen = {}
+        for _ in range(24):
+            v, port = one(cur, read)
+            seen.setdefault(port, set()).add(v)
+        assert seen == {p: {1} for p in standby_ports(cluster)}, seen
+        cur.execute("set search_path = ss_multi_b; rollback")
+        for _ in range(6):
+            assert one(cur, read) == (1, primary_port(cluster))
+
+
 def test_set_with_a_bad_value_changes_nothing_anywhere(splitpool, cluster):
     sp = splitpool_for(splitpool, cluster, statement_level_load_balance=True)
     with pg2(sp.port) as cur:

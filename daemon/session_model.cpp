@@ -61,9 +61,9 @@ void add_setting(SessionModel& s, ReplayEntry entry) {
 // The ReadyForQuery after settings ran. Those a COMMIT made final are in force whatever followed
 // it (an error after all of the batch's COMMITs, or after the one that ended their transaction:
 // an error at the COMMIT itself rolled them back). The others, idle: in force without an error,
-// else PostgreSQL rolled them back; in a transaction: a BEGIN later in their batch made them part
-// of it (its ROLLBACK undoes them), so they join its log. A node that ran every one put in force
-// (and had every earlier one) needs no replay of them.
+// else PostgreSQL rolled them back; in a transaction: a BEGIN the model did not see (a noted one
+// adopted them at once, adopt_implicit_settings) made them part of it, so they join its log. A
+// node that ran every one put in force (and had every earlier one) needs no replay of them.
 void settle_settings(SessionModel& s, char status) {
     uint32_t done = s.commits_done;
     s.commits_planned = s.commits_done = 0;

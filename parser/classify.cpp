@@ -417,24 +417,24 @@ bool changes_session_state(const Classification& c) {
 
 void classify_multi(const PgQuery__ParseResult* tree, std::string_view sql, Classification* c) {
     for (size_t i = 0; i < tree->n_stmts; ++i) {
-        auto one = std::make_shared<Classification>();
+        Classification one;
         const PgQuery__RawStmt* raw = tree->stmts[i];
-        classify_node(raw ? raw->stmt : nullptr, one.get());
-        finish_flags(one.get());
-        c->writes = c->writes || one->writes;
-        c->contains_txn_control = c->contains_txn_control || is_txn_control(one->kind);
-        c->system_catalog = c->system_catalog || one->system_catalog;
-        append(&c->functions, one->functions);
-        append(&c->relations, one->relations);
-        append(&c->written_relations, one->written_relations);
-        append(&c->temp_tables_created, one->temp_tables_created);
-        append(&c->tables_dropped, one->tables_dropped);
-        append(&c->unlogged_created, one->unlogged_created);
-        if (!raw || !changes_session_state(*one)) continue;
+        classify_node(raw ? raw->stmt : nullptr, &one);
+        finish_flags(&one);
+        c->writes = c->writes || one.writes;
+        c->contains_txn_control = c->contains_txn_control || is_txn_control(one.kind);
+        c->system_catalog = c->system_catalog || one.system_catalog;
+        append(&c->functions, one.functions);
+        append(&c->relations, one.relations);
+        append(&c->written_relations, one.written_relations);
+        append(&c->temp_tables_created, one.temp_tables_created);
+        append(&c->tables_dropped, one.tables_dropped);
+        append(&c->unlogged_created, one.unlogged_created);
+        if (!raw || !changes_session_state(one)) continue;
         size_t at = std::min(size_t(std::max(raw->stmt_location, 0)), sql.size());
         std::string_view text = sql.substr(at, raw->stmt_len > 0 ? size_t(raw->stmt_len) : sql.npos);  // 0: the rest
         text.remove_prefix(std::min(text.size(), text.find_first_not_of(" \t\n\r\f\v")));
-        c->session_statements.push_back({std::string(text), std::move(one)});
+        c->session_statements.push_back({std::string(text), std::make_shared<const Classification>(std::move(one))});
     }
     c->kind = Kind::MultiStatement;
     c->scope = Scope::Primary;

@@ -167,13 +167,19 @@ void forget_statements(SessionModel& s) {
 void note_prepared(SessionModel& s, const Classification& cls, std::string_view sql, const RouteDecision& d) {
     switch (cls.kind) {
     case Kind::Prepare: {
-        if (s.statements.count(cls.name)) break;  // PostgreSQL refuses it (42P05): the first one stays
+        if (auto it = s.statements.find(cls.name); it != s.statements.end()) {
+            // PostgreSQL refuses it (42P05) and the first one stays. It was created first on the
+            // nodes of d that lacked it, and is there now: neither this error nor a ROLLBACK undoes
+            // a SQL PREPARE (a failed block refuses both, and note_statement stops before this).
+            it->second.nodes |= d.nodes;
+            break;
+        }
         PreparedStatement& st = s.statements[cls.name];
         st = PreparedStatement{std::string(sql), query_message(sql), true, nullptr, d.nodes, d.node};
         st.cls = std::make_shared<const Classification>(cls);
         break;
     }
-    case Kind::Execute: {
+    case Kind::Execute: {  // created first where it was missing
         auto it = s.statements.find(cls.name);
         if (it != s.statements.end()) it->second.nodes |= d.nodes;
         break;

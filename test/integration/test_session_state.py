@@ -386,6 +386,49 @@ def test_pipeline_commit_or_rollback_without_begin_ends_its_settings(splitpool, 
             assert one(c, "select /*+ primary */ current_setting('application_name')")[0] == expected
 
 
+def run_pipelines(port, batches):
+    """Each batch as one psycopg 3 pipeline (one Sync); per batch each statement's rows, status or
+    SQLSTATE, the way the differential test compares them."""
+    out = []
+    with pg3(port) as c:
+        for batch in batches:
+            results = []
+            try:
+                with c.pipeline() as p:
+                    cursors = [c.cursor() for _ in batch]
+                    for cur, sql in zip(cursors, batch):
+                        cur.execute(sql, prepare=False)
+                    p.sync()
+                    for cur in cursors:
+                        try:
+                            results.append(cur.fetchall() if cur.description else cur.statusmessage)
+                        except psycopg.Error as e:
+                            results.append(e.sqlstate)
+            except psycopg.Error as e:
+                results.append(e.sqlstate)
+            out.append(results)
+    return out
+
+
+def test_sql_prepare_of_a_name_in_use_in_a_pipeline_leaves_it_where_it_ran(splitpool, cluster):
+    """A pipeline whose ROLLBACK takes it to the primary, then a PREPARE of a name already prepared
+    (on a standby): splitpool creates the statement on the primary first, so the PREPARE meets
+    PostgreSQL's 42P05 there too. The statement exists on the primary from then on: a later
+    transaction that EXECUTEs it there must not create it again (that second PREPARE failed and
+    aborted the transaction: 25P02 where PostgreSQL gives the rows; seed 20261221 session 2410)."""
+    make_table(cluster, "ss_dup", "id int")
+    sp = splitpool_for(splitpool, cluster, statement_level_load_balance=True)
+    prepare = "prepare ss_dup as select count(*) >= 0 from ss_dup where id < $1"
+    batches = [[prepare], ["rollback", prepare]]
+    for isolation in ("serializable", "repeatable read", "read committed"):
+        batches += [[f"begin isolation level {isolation}"],
+                    ["select txid_current() > 0", "execute ss_dup(1000000)"], ["commit"]]
+    batches.append(["execute ss_dup(1000000)"])
+    direct = run_pipelines(primary_port(cluster), batches)
+    assert direct[1][-1] == "42P05" and direct[3] == [[(True,)], [(True,)]], direct
+    assert run_pipelines(sp.port, batches) == direct
+
+
 def test_settings_inside_a_multi_statement_string(splitpool, cluster):
     """Simple protocol: a string of several statements runs on the primary. A SET in it (here
     search_path, which decides which table a later read sees) reaches the standbys as if sent alone;

@@ -364,6 +364,14 @@ const Row kRows[] = {
      "0F[P() B(,) E P() B(,) E S] 1s[P() B(,) E S]", "statements=2"},
     {"", "Q:PREPARE p AS SELECT 1|!X2|P::INSERT INTO t VALUES (1)|B::|E:|P::DEALLOCATE ALL|B::|E:|P::SELECT 1/0|B::|E:|S",
      "0F[P() B(,) E P() B(,) E P() B(,) E S] 1s[P() B(,) E S]", "statements=0"},
+    // a PREPARE of a name in use, in a batch on the primary: created there first, then refused (42P05);
+    // a later EXECUTE there must not create it again (seed 20261221 pipeline session 2410: that
+    // second create failed inside a serializable transaction and aborted it)
+    {"", "Q:PREPARE r AS SELECT 2|P::ROLLBACK|B::|E:|P::PREPARE r AS SELECT 2|B::|E:|!X1|S|Q:BEGIN ISOLATION LEVEL SERIALIZABLE|"
+         "P::SELECT 1 FROM t FOR UPDATE|B::|E:|P::EXECUTE r|B::|E:|S",
+     "0F[P() B(,) E P() B(,) E S]", "tx+written+statements=2"},
+    {"", "Q:PREPARE r AS SELECT 2|P::ROLLBACK|B::|E:|P::PREPARE r AS SELECT 2|B::|E:|S",
+     "0s[Q(PREPARE r AS SELECT 2)] 0F[P(,ROLLBACK) B(,) E P() B(,) E S] 1s[P() B(,) E S]", "statements=2"},
     // a Bind of an unknown statement fails: what follows it in the batch does not run
     {"", "B::zz|E:|P::PREPARE p AS SELECT 1|B::|E:|S", "1F[B(,zz) E P() B(,) E S]", "statements=1"},
     // a batch opening with the failed transaction's end on the failed node, and binding a statement

@@ -626,12 +626,31 @@ class Env:
         for s in self.standbys:
             s.execute("select pg_wal_replay_resume()")
 
-    def pause(self):
-        for s in self.standbys:
-            s.execute("select pg_wal_replay_pause()")
-            state = s.execute("select pg_get_wal_replay_pause_state()").fetchone()[0]
-            assert state in ("paused", "pause requested"), state
-        self.pauses += 1
+    # Relation locks the standby's startup process holds: replayed from a primary transaction whose
+    # end it has not replayed yet (autovacuum truncating a catalog that temporary tables churn, DDL).
+    STARTUP_LOCKS = ("select count(*) from pg_locks l join pg_stat_activity a on a.pid = l.pid"
+                     " where a.backend_type = 'startup' and l.mode = 'AccessExclusiveLock'")
+
+    def pause(self, attempts=100):
+        """Pauses replay where the standbys hold no replayed AccessExclusiveLock. Paused inside such a
+        transaction, every query needing that relation (with pg_class: every new connection) would wait
+        on the standby until replay resumes, and the sessions sent there would lose statements to the
+        timeout: a harness artefact, seen as minutes of 'no answer' that ended at the next resume."""
+        for _ in range(attempts):
+            for s in self.standbys:
+                s.execute("select pg_wal_replay_pause()")
+            deadline = time.monotonic() + 1.0
+            for s in self.standbys:  # 'pause requested': waiting for WAL, or in the middle of a record
+                while s.execute("select pg_get_wal_replay_pause_state()").fetchone()[0] != "paused":
+                    if time.monotonic() > deadline:
+                        break
+                    time.sleep(0.01)
+            if not any(s.execute(self.STARTUP_LOCKS).fetchone()[0] for s in self.standbys):
+                self.pauses += 1
+                return
+            self.resume()
+            time.sleep(0.05)
+        raise AssertionError(f"replay could not be paused outside a lock-holding transaction in {attempts} tries")
 
     def catch_up(self, timeout=60):
         lsn = self.primary[self.direct_db].execute("select pg_current_wal_insert_lsn()").fetchone()[0]

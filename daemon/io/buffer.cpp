@@ -6,16 +6,22 @@
 namespace splitpool::io {
 
 char* Buffer::prepare(size_t min_space) {
-    if (buf_.size() - end_ >= min_space) return buf_.data() + end_;
+    if (capacity_ - end_ >= min_space) return buf_.get() + end_;
     // Slide the unread bytes to the front before growing: most reads leave little behind.
+    size_t n = size();
     if (start_ > 0) {
-        size_t n = size();
-        std::memmove(buf_.data(), buf_.data() + start_, n);
+        std::memmove(buf_.get(), buf_.get() + start_, n);
         start_ = 0;
         end_ = n;
     }
-    if (buf_.size() - end_ < min_space) buf_.resize(end_ + min_space);
-    return buf_.data() + end_;
+    if (capacity_ - end_ < min_space) {
+        size_t want = end_ + min_space;
+        auto grown = std::make_unique_for_overwrite<char[]>(want);
+        if (n > 0) std::memcpy(grown.get(), buf_.get(), n);
+        buf_ = std::move(grown);
+        capacity_ = want;
+    }
+    return buf_.get() + end_;
 }
 
 void Buffer::consume(size_t n) {

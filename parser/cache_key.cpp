@@ -48,7 +48,8 @@ bool is_data_statement(std::string_view word) {
 
 class Scanner {
 public:
-    Scanner(std::string_view sql, std::string* out) : s_(sql), out_(out) {}
+    // `out` has room for the worst case (every byte escaped); the key is written at out + 0.
+    Scanner(std::string_view sql, char* out) : s_(sql), w_(out) {}
 
     // Returns false when the text must be kept verbatim.
     bool run() {
@@ -58,9 +59,11 @@ public:
         return true;
     }
 
+    const char* end() const { return w_; }
+
 private:
     std::string_view s_;
-    std::string* out_;
+    char* w_;  // the next byte of the key
     size_t i_ = 0;
     bool first_word_seen_ = false;
 
@@ -69,14 +72,14 @@ private:
     void copy_to(size_t end) {
         for (size_t k = i_; k < end; ++k) {
             char c = s_[k];
-            if (c == kLiteralMark || c == kEscape) out_->push_back(kEscape);
-            out_->push_back(c);
+            if (c == kLiteralMark || c == kEscape) *w_++ = kEscape;
+            *w_++ = c;
         }
         i_ = end;
     }
 
     void mask_to(size_t end) {
-        out_->push_back(kLiteralMark);
+        *w_++ = kLiteralMark;
         i_ = end;
     }
 
@@ -91,8 +94,18 @@ private:
         if (c == '.' && n == '.') return copy_to(i_ + 2), true;  // DOT_DOT, never the start of ".5"
         if (is_digit(c) || (c == '.' && is_digit(static_cast<unsigned char>(n)))) return mask_to(end_of_number()), true;
         if (ident_start(c)) return identifier();
-        copy_to(i_ + 1);
+        size_t k = i_ + 1;  // the run of characters that start no token of interest, in one copy
+        while (k < s_.size() && plain(static_cast<unsigned char>(s_[k]))) ++k;
+        copy_to(k);
         return true;
+    }
+
+    // A character step() would copy alone whatever follows it (whitespace, most operators, commas).
+    static bool plain(unsigned char c) {
+        switch (c) {
+        case '-': case '/': case '\'': case '"': case '$': case '.': return false;
+        default: return !is_digit(c) && !ident_start(c);
+        }
     }
 
     void copy_line_comment() {
@@ -206,16 +219,19 @@ bool has_sensitive_quoted_ident(std::string_view sql) {
 }  // namespace
 
 void cache_key(std::string_view sql, std::string* out) {
-    out->clear();
-    out->reserve(sql.size() + 1);
-    out->push_back(kNormalized);
-    Scanner scanner(sql, out);
+    // Written through a pointer into a buffer sized for the worst case: the key is built once per
+    // statement on the hot path, and per-byte push_back was most of its cost.
+    out->resize(2 * sql.size() + 1);
+    (*out)[0] = kNormalized;
+    Scanner scanner(sql, out->data() + 1);
     bool normalized = scanner.run();
     if (normalized && sql.find('"') != std::string_view::npos && has_sensitive_quoted_ident(sql)) normalized = false;
     if (!normalized) {
         out->assign(1, kVerbatim);
         out->append(sql);
+        return;
     }
+    out->resize(size_t(scanner.end() - out->data()));
 }
 
 }  // namespace splitpool::parser

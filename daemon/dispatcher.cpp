@@ -139,8 +139,9 @@ bool Dispatcher::needs_idle(char type) const {
 
 // The nodes as this session may use them: the shared status, less the standbys it lost and those
 // another session lost a moment ago.
-shm::NodeSnapshot Dispatcher::snapshot() const {
-    shm::NodeSnapshot s = ctx_.table.snapshot();
+const shm::NodeSnapshot& Dispatcher::snapshot() const {
+    shm::NodeSnapshot& s = snapshot_;
+    ctx_.table.snapshot_into(s);
     int64_t now = io::now_ms();
     for (int i = 0; i < s.num_nodes && i < shm::kMaxNodes; ++i) {
         bool gone = lost_.test(size_t(i)) || ctx_.table.node(i).unreachable_until_ms.load(std::memory_order_relaxed) > now;
@@ -221,7 +222,7 @@ RouteDecision Dispatcher::decide(const Classification& cls, std::string_view sql
         bool relations = policy.check_temp_table == CheckTempTable::Catalog || policy.check_unlogged_table;
         ctx_.catalog.prefetch(cls, functions, relations, ctx_.side_query);
     }
-    shm::NodeSnapshot snapshot = this->snapshot();
+    const shm::NodeSnapshot& snapshot = this->snapshot();
     RouteDecision d = prepared ? route_prepared(*prepared, model_, snapshot, policy, ctx_.rng)
                                : route(cls, sql, model_, snapshot, policy, ctx_.rng);
     if (log_enabled(LogLevel::Debug1)) PROXY_LOG(Debug1, "route: %s", describe(cls, d, snapshot).c_str());

@@ -166,10 +166,11 @@ private:
 
     void apply_admin_overlay();
     const RoutingPolicy& policy() const { return session_policy_ ? *session_policy_ : ctx_.policy; }
-    shm::NodeSnapshot snapshot() const;
+    const shm::NodeSnapshot& snapshot() const;  // refreshes snapshot_
     char client_status(const std::vector<NodeView>& nodes) const;
 
     DispatchContext ctx_;
+    mutable shm::NodeSnapshot snapshot_;  // reused: each statement refreshes only the configured nodes
     SessionModel model_;
     int primary_;
     bool last_multi_ = false;

@@ -127,6 +127,11 @@ void StatusTable::set_node_status(int id, NodeStatus status) {
 
 NodeSnapshot StatusTable::snapshot() const {
     NodeSnapshot s;
+    snapshot_into(s);
+    return s;
+}
+
+void StatusTable::snapshot_into(NodeSnapshot& s) const {
     s.num_nodes = num_nodes();
     s.primary = header_->primary_node.load(std::memory_order_relaxed);
     for (int i = 0; i < s.num_nodes; ++i) {
@@ -135,7 +140,6 @@ NodeSnapshot StatusTable::snapshot() const {
                       static_cast<NodeRole>(n.role.load(std::memory_order_relaxed)),
                       n.weight.load(std::memory_order_relaxed)};
     }
-    return s;
 }
 
 void StatusTable::count_sessions(NodeSnapshot& s) const {

@@ -2,6 +2,7 @@
 #include "parser/cache_key.hpp"
 
 #include <array>
+#include <cstdint>
 #include <cstring>
 
 namespace splitpool::parser {
@@ -12,10 +13,28 @@ constexpr char kNormalized = 'N';  // key prefix: literals masked
 constexpr char kVerbatim = 'V';    // key prefix: the text as is
 constexpr char kEscape = '\x02';   // precedes a raw \x01 / \x02 byte of the text, so no text forges a mark
 
-bool ident_start(unsigned char c) { return (c | 0x20) >= 'a' && (c | 0x20) <= 'z' ? true : c == '_' || c >= 0x80; }
-bool is_digit(unsigned char c) { return c >= '0' && c <= '9'; }
-bool ident_cont(unsigned char c) { return ident_start(c) || is_digit(c) || c == '$'; }
-bool dolq_cont(unsigned char c) { return ident_start(c) || is_digit(c); }
+// Character classes, one table lookup each: the scanner runs on every statement of the hot path.
+enum : uint8_t { kIdentStart = 1, kDigit = 2, kDollar = 4, kPlain = 8 };
+
+constexpr std::array<uint8_t, 256> make_classes() {
+    std::array<uint8_t, 256> t{};
+    for (int c = 0; c < 256; ++c) {
+        int l = c | 0x20;
+        if ((l >= 'a' && l <= 'z') || c == '_' || c >= 0x80) t[size_t(c)] = kIdentStart;
+        else if (c >= '0' && c <= '9') t[size_t(c)] = kDigit;
+        else if (c == '$') t[size_t(c)] = kDollar;
+        // What step() copies alone whatever follows it (whitespace, most operators, commas).
+        else if (c != '-' && c != '/' && c != '\'' && c != '"' && c != '.') t[size_t(c)] = kPlain;
+    }
+    return t;
+}
+constexpr std::array<uint8_t, 256> kClasses = make_classes();
+
+uint8_t char_class(unsigned char c) { return kClasses[c]; }
+bool ident_start(unsigned char c) { return char_class(c) == kIdentStart; }
+bool is_digit(unsigned char c) { return char_class(c) == kDigit; }
+bool ident_cont(unsigned char c) { return char_class(c) & (kIdentStart | kDigit | kDollar); }
+bool dolq_cont(unsigned char c) { return char_class(c) & (kIdentStart | kDigit); }
 
 // Case-insensitive equality of an identifier with a lowercase word.
 bool ident_is(std::string_view ident, std::string_view lower_word) {
@@ -95,17 +114,9 @@ private:
         if (is_digit(c) || (c == '.' && is_digit(static_cast<unsigned char>(n)))) return mask_to(end_of_number()), true;
         if (ident_start(c)) return identifier();
         size_t k = i_ + 1;  // the run of characters that start no token of interest, in one copy
-        while (k < s_.size() && plain(static_cast<unsigned char>(s_[k]))) ++k;
+        while (k < s_.size() && char_class(static_cast<unsigned char>(s_[k])) == kPlain) ++k;
         copy_to(k);
         return true;
-    }
-
-    // A character step() would copy alone whatever follows it (whitespace, most operators, commas).
-    static bool plain(unsigned char c) {
-        switch (c) {
-        case '-': case '/': case '\'': case '"': case '$': case '.': return false;
-        default: return !is_digit(c) && !ident_start(c);
-        }
     }
 
     void copy_line_comment() {
@@ -200,7 +211,9 @@ private:
             if (!is_data_statement(word)) return false;
         }
         if (is_sensitive_ident(word)) return false;
-        copy_to(k);
+        std::memcpy(w_, word.data(), word.size());  // identifier bytes are never marks: no escapes
+        w_ += word.size();
+        i_ = k;
         return true;
     }
 };

@@ -16,6 +16,10 @@ namespace splitpool::parser {
 class ClassificationCache {
 public:
     static constexpr size_t kDefaultCapacity = 1024;
+    // Bytes of keys the cache holds at most, whatever the entry count: 1024 entries of megabyte
+    // statements would otherwise keep a gigabyte in every child. A statement whose key alone is
+    // above a sixteenth of it is classified each time and not kept.
+    static constexpr size_t kMaxKeyBytes = size_t(4) << 20;
 
     explicit ClassificationCache(size_t capacity = kDefaultCapacity) : capacity_(capacity ? capacity : 1) {}
     ClassificationCache(const ClassificationCache&) = delete;
@@ -33,6 +37,7 @@ public:
     void clear();
 
     size_t size() const { return map_.size(); }
+    size_t key_bytes() const { return key_bytes_; }
     size_t capacity() const { return capacity_; }
     uint64_t hits() const { return hits_; }
     uint64_t misses() const { return misses_; }
@@ -46,9 +51,10 @@ private:
     };
     using List = std::list<Entry>;
 
-    void evict_to(size_t n);
+    void evict_to(size_t n, size_t bytes = kMaxKeyBytes);  // to n entries and `bytes` of keys
 
     size_t capacity_;
+    size_t key_bytes_ = 0;  // sum of the entries' key sizes
     List lru_;  // front = most recently used
     std::unordered_map<std::string_view, List::iterator> map_;  // views into Entry::key
     std::string key_;  // scratch: reused so a hit allocates nothing

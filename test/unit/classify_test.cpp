@@ -375,6 +375,19 @@ TEST_CASE("classification cache: hits, misses, LRU eviction") {
     CHECK(cache.size() == 1);
     cache.clear();
     CHECK(cache.size() == 0);
+    // bounded in bytes too: huge statements evict others, one above a sixteenth of it is not kept
+    ClassificationCache big;
+    std::string pad(200000, 'x');
+    for (int i = 0; i < 30; ++i)
+        CHECK(big.lookup_or_classify("SELECT c" + std::to_string(i) + " FROM t -- " + pad).kind == Kind::Read);
+    CHECK(big.key_bytes() <= ClassificationCache::kMaxKeyBytes);
+    CHECK(big.size() < 30);
+    CHECK(big.size() >= 15);
+    size_t kept = big.size();
+    CHECK(big.lookup_or_classify("INSERT INTO t VALUES (1) -- " + std::string(300000, 'y')).kind == Kind::Write);
+    CHECK(big.size() == kept);
+    CHECK(big.lookup_or_classify("SELECT c29 FROM t -- " + pad).kind == Kind::Read);  // still there
+    CHECK(big.hits() == 1);
     // the class depends on the constant here: different entries
     ClassificationCache c2;
     CHECK(c2.lookup_or_classify("SET transaction_read_only = 0").scope == Scope::Primary);

@@ -67,7 +67,7 @@ bool is_data_statement(std::string_view word) {
 
 class Scanner {
 public:
-    // `out` has room for the worst case (every byte escaped); the key is written at out + 0.
+    // Writes the key from `out` on; the caller gives room for the worst case (every byte escaped).
     Scanner(std::string_view sql, char* out) : s_(sql), w_(out) {}
 
     // Returns false when the text must be kept verbatim.

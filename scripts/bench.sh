@@ -15,6 +15,8 @@
 # Ports: PostgreSQL 16432 (standbys 16433, 16434), splitpool 16500, PgBouncer 16501, pgpool-II 16502
 #        (pcp 16503), relay 16504, baseline 16505.
 # "relay" is scripts/bench_relay.c, a fork-per-client byte copier: the ceiling of any prefork proxy here.
+# With standbys the log also says, per run, where the clients' sessions were halfway through it
+# ("sessions per node 2/3/3": backends of each node that ran a statement in the last 0.5 s).
 # Direct, relay and PgBouncer use the primary only; splitpool and pgpool-II balance reads by the weights.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -352,13 +354,31 @@ start_targets() {
 
 # ------------------------------------------------------------------ measuring throughput
 
-# run_pgbench TARGET WORKLOAD CLIENTS: prints the TPS of one run, or "fail".
+# node_sessions: "n0/n1/n2", each node's backends in the bench database that ran a statement in the
+# last 0.5 s: where a balancing proxy placed the clients' sessions (pooled idle backends do not count).
+node_sessions() {
+    local k n out=""
+    for ((k = 0; k <= NREPLICAS; k++)); do
+        n=$(psql -X -A -t -h 127.0.0.1 -p $((PG_PORT + k)) -U postgres -d postgres -c "select count(*) from
+            pg_stat_activity where datname = '$DB' and now() - state_change < interval '0.5 s'" 2>/dev/null) || n='?'
+        out+="${out:+/}$n"
+    done
+    echo "$out"
+}
+
+# run_pgbench TARGET WORKLOAD CLIENTS: prints the TPS of one run, or "fail". With standbys, the log
+# also gets where the sessions were halfway through the run.
 run_pgbench() {
-    local target=$1 workload=$2 clients=${WORKLOAD_CLIENTS[$2]:-$3} out threads=$THREADS
+    local target=$1 workload=$2 clients=${WORKLOAD_CLIENTS[$2]:-$3} out threads=$THREADS probe=""
     [ "$threads" -le "$clients" ] || threads=$clients
+    if [ "$NREPLICAS" -gt 0 ] && [ "$workload" != select-connect ]; then
+        probe=$WORK/sessions.$$
+        (sleep "$(awk -v s="$SECONDS_PER_RUN" 'BEGIN { print s / 2 }')"; node_sessions >"$probe") &
+    fi
     # shellcheck disable=SC2086
     if out=$(pgbench -n ${WORKLOAD_ARGS[$workload]} -c "$clients" -j "$threads" -T "$SECONDS_PER_RUN" \
             -h 127.0.0.1 -p "${PORT[$target]}" -U postgres "$DB" 2>&1); then
+        if [ -n "$probe" ]; then wait; log "$target $workload c=$clients: sessions per node $(cat "$probe" 2>/dev/null)"; fi
         sed -n 's/^tps = \([0-9.]*\).*/\1/p' <<<"$out" | head -n 1
     else
         log "pgbench $workload via $target failed: $(tail -n 3 <<<"$out" | tr '\n' ' ')"

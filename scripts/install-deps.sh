@@ -11,6 +11,8 @@ packages=(
     libev-dev libssl-dev libpg-query-dev libprotobuf-c-dev libtomlplusplus-dev libboost-dev doctest-dev
     "postgresql-15|postgresql" "postgresql-client-15|postgresql-client"
     python3 python3-pytest python3-psycopg python3-psycopg2 python3-asyncpg
+    # drivers of test_drivers.py: pgjdbc (node-postgres comes from npm, into build/, at the test)
+    libpostgresql-jdbc-java "default-jre-headless|openjdk-17-jre-headless" nodejs "npm|nodejs"
     openssl procps iproute2 curl tcpdump
 )
 

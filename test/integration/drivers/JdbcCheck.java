@@ -1,0 +1,87 @@
+// pgjdbc through splitpool or directly: prints "key<TAB>value" lines for test_drivers.py to compare.
+// Usage: java -cp postgresql.jar JdbcCheck.java PORT DATABASE TABLE
+import java.sql.Connection;
+import java.sql.DriverManager;
+import java.sql.PreparedStatement;
+import java.sql.ResultSet;
+import java.sql.SQLException;
+import java.util.Arrays;
+
+public class JdbcCheck {
+    static void out(String key, Object value) { System.out.println(key + "\t" + value); }
+
+    public static void main(String[] args) throws Exception {
+        String table = args[2];
+        // prepareThreshold=3: from the third execution pgjdbc uses a named server-side statement.
+        String url = "jdbc:postgresql://127.0.0.1:" + args[0] + "/" + args[1]
+                + "?user=postgres&sslmode=disable&prepareThreshold=3&ApplicationName=jdbc_check";
+        try (Connection c = DriverManager.getConnection(url)) {
+            // Transactions: a parameterised INSERT, then a read that must see it (so: on the primary).
+            c.setAutoCommit(false);
+            PreparedStatement ins = c.prepareStatement("insert into " + table + " values (?, ?)");
+            PreparedStatement cnt = c.prepareStatement("select count(*), inet_server_port() from " + table + " where k >= ?");
+            for (int i = 1; i <= 6; i++) {
+                ins.setInt(1, i);
+                ins.setString(2, "v" + i);
+                ins.executeUpdate();
+                cnt.setInt(1, 1);
+                try (ResultSet rs = cnt.executeQuery()) {
+                    rs.next();
+                    out("tx" + i + ".count", rs.getInt(1));
+                    out("tx" + i + ".port", rs.getInt(2));
+                }
+                c.commit();
+            }
+            // A batch (several Parse/Bind/Execute before one Sync), then a read in the same transaction.
+            PreparedStatement batch = c.prepareStatement("insert into " + table + " values (?, ?)");
+            for (int i = 100; i < 110; i++) {
+                batch.setInt(1, i);
+                batch.setString(2, "b");
+                batch.addBatch();
+            }
+            out("batch.result", Arrays.toString(batch.executeBatch()));
+            try (ResultSet rs = c.createStatement().executeQuery("select count(*), inet_server_port() from " + table)) {
+                rs.next();
+                out("batch.count", rs.getInt(1));
+                out("batch.port", rs.getInt(2));
+            }
+            c.commit();
+            // An error aborts the transaction until its ROLLBACK, which undoes its write; the next
+            // transaction writes, so its read is the primary's (a read before any write may be stale).
+            c.createStatement().execute("insert into " + table + " values (300, 'undone')");
+            try { c.createStatement().execute("select 1/0"); } catch (SQLException e) { out("error.state", e.getSQLState()); }
+            try { c.createStatement().execute("select 1"); } catch (SQLException e) { out("error.after", e.getSQLState()); }
+            c.rollback();
+            c.createStatement().execute("insert into " + table + " values (301, 'kept')");
+            try (ResultSet rs = c.createStatement().executeQuery(
+                    "select count(*), inet_server_port() from " + table + " where k in (300, 301)")) {
+                rs.next();
+                out("txafter.count", rs.getInt(1));
+                out("txafter.port", rs.getInt(2));
+            }
+            c.commit();
+            // Autocommit: reads are balanced; a SET reaches whichever node answers.
+            c.setAutoCommit(true);
+            c.createStatement().execute("set statement_timeout = '42s'");
+            PreparedStatement r = c.prepareStatement(
+                    "select current_setting('statement_timeout'), current_setting('application_name'), inet_server_port(), ?::int");
+            for (int i = 0; i < 8; i++) {
+                r.setInt(1, i);
+                try (ResultSet rs = r.executeQuery()) {
+                    rs.next();
+                    out("auto" + i + ".settings", rs.getString(1) + "," + rs.getString(2) + "," + rs.getInt(4));
+                    out("auto" + i + ".port", rs.getInt(3));
+                }
+            }
+            // A read-only transaction of the seeded rows (they are on every node).
+            c.setAutoCommit(false);
+            c.setReadOnly(true);
+            try (ResultSet rs = c.createStatement().executeQuery("select count(*), inet_server_port() from " + table + " where k < 0")) {
+                rs.next();
+                out("readonly.count", rs.getInt(1));
+                out("readonly.port", rs.getInt(2));
+            }
+            c.commit();
+        }
+    }
+}

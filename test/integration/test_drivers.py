@@ -84,6 +84,8 @@ def test_pgjdbc_transactions_batches_errors_and_balanced_reads(driver_splitpool,
     ports = compare(cluster, program, "drv_jdbc")
     check_ports(cluster, ports)
     assert ports["readonly"] in ss.standby_ports(cluster), f"a read-only transaction is balanced: {ports}"
+    assert ports["fetchwrite"] == ss.primary_port(cluster), f"a fetch after a write: {ports}"
+    assert ports["fetchread"] in ss.standby_ports(cluster), f"a fetch in a transaction that only read: {ports}"
 
 
 def node_postgres():

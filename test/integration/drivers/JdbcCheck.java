@@ -73,8 +73,25 @@ public class JdbcCheck {
                     out("auto" + i + ".port", rs.getInt(3));
                 }
             }
+            // A cursor-style fetch (setFetchSize: Execute with a row limit, then Execute of the same
+            // portal in later round trips): all of it from the node that bound it, in a transaction
+            // that read only (balanced) and in one that wrote first (the primary, its own rows too).
+            c.setAutoCommit(false);  // a fetch size takes effect inside a transaction only
+            for (String kind : new String[] {"fetchread", "fetchwrite"}) {
+                if (kind.equals("fetchwrite")) c.createStatement().execute("insert into " + table + " values (400, 'w')");
+                PreparedStatement f = c.prepareStatement(
+                        "select g, inet_server_port(), (select count(*) from " + table + " where k = 400) from generate_series(1, 25) g");
+                f.setFetchSize(4);
+                int rows = 0, sum = 0, mine = 0;
+                java.util.Set<Integer> seen = new java.util.TreeSet<>();
+                try (ResultSet rs = f.executeQuery()) {
+                    while (rs.next()) { rows++; sum += rs.getInt(1); seen.add(rs.getInt(2)); mine = rs.getInt(3); }
+                }
+                out(kind + ".rows", rows + "," + sum + "," + seen.size() + "," + (kind.equals("fetchwrite") ? mine : ""));
+                out(kind + ".port", seen.iterator().next());
+                c.commit();
+            }
             // A read-only transaction of the seeded rows (they are on every node).
-            c.setAutoCommit(false);
             c.setReadOnly(true);
             try (ResultSet rs = c.createStatement().executeQuery("select count(*), inet_server_port() from " + table + " where k < 0")) {
                 rs.next();

@@ -66,6 +66,7 @@ Names names_of(char type, const char* msg, size_t size) {
 }
 
 constexpr std::string_view kSync{"S\0\0\0\4", 5};
+constexpr std::string_view kFlush{"H\0\0\0\4", 5};
 
 std::string_view parse_text(std::string_view parse) {
     proto::Reader r(parse.data() + 5, parse.size() - 5);
@@ -127,6 +128,11 @@ bool Dispatcher::close_pinned_batch(Plan& plan) {
     plan.sends.push_back(std::move(s));
     pinned_node_ = -1;
     return true;
+}
+
+void Dispatcher::flush_open_batch(const std::vector<NodeView>& nodes, Plan& plan) {
+    batch_.append(kFlush);
+    plan_batch(false, nodes, plan);
 }
 
 bool Dispatcher::needs_idle(char type) const {

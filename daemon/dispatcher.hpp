@@ -87,6 +87,11 @@ public:
     int load_balance_node() const { return model_.load_balance_node; }
     // Before a Query or FunctionCall: ends a Flush-ended batch still open on its node (false: none).
     bool close_pinned_batch(Plan& plan);
+    // Before a Query or FunctionCall: extended messages neither a Sync nor a Flush ended yet (pgjdbc's
+    // autosave: Parse/Bind/Execute BEGIN, then a Query SAVEPOINT, then its Sync) go first, ended by a
+    // Flush, as PostgreSQL runs messages in order; when one is open, call it once idle.
+    bool has_open_batch() const { return !batch_msgs_.empty(); }
+    void flush_open_batch(const std::vector<NodeView>& nodes, Plan& plan);
     // Each ReadyForQuery the client sees: keeps the session model's transaction state exact and
     // publishes the writes of a finished transaction (read_your_writes_window).
     void note_ready(char status);

@@ -60,7 +60,7 @@ def compare(cluster, program, table):
 
 def check_ports(cluster, ports):
     primary, standbys = ss.primary_port(cluster), set(ss.standby_ports(cluster))
-    in_tx = {k: p for k, p in ports.items() if k.startswith(("tx", "batch", "multi"))}  # tx1.., txafter
+    in_tx = {k: p for k, p in ports.items() if k.startswith(("tx", "batch", "multi"))}  # tx1.., txafter, txautosave
     assert in_tx and all(p == primary for p in in_tx.values()), f"reads after a write in a transaction: {in_tx}"
     auto = {k: p for k, p in ports.items() if k.startswith("auto")}
     assert auto and all(p in standbys for p in auto.values()), f"autocommit reads should be balanced: {auto}"

@@ -170,6 +170,7 @@ struct Harness {
                 continue;
             }
             Plan plan;
+            if ((step[0] == 'Q' || step[0] == 'F') && dispatcher->has_open_batch()) dispatcher->flush_open_batch(nodes, plan);
             if (step[0] == 'Q' || step[0] == 'F') dispatcher->close_pinned_batch(plan);
             std::string m = message(step);
             dispatcher->on_message(step[0], m.data(), m.size(), nodes, plan);
@@ -372,6 +373,11 @@ const Row kRows[] = {
      "0F[P() B(,) E P() B(,) E S]", "tx+written+statements=2"},
     {"", "Q:PREPARE r AS SELECT 2|P::ROLLBACK|B::|E:|P::PREPARE r AS SELECT 2|B::|E:|S",
      "0s[Q(PREPARE r AS SELECT 2)] 0F[P(,ROLLBACK) B(,) E P() B(,) E S] 1s[P() B(,) E S]", "statements=2"},
+    // a Query inside an open batch (pgjdbc autosave: BEGIN, Query SAVEPOINT, SELECT, Sync): the
+    // messages before it go first, ended by a Flush, then a Sync, then the Query, all on one node
+    {"", "P::BEGIN|B::|E:|Q:SAVEPOINT PGJDBC_AUTOSAVE", "0F[P() B(,) E H] 0s[S] 0F[Q(SAVEPOINT PGJDBC_AUTOSAVE)]", "tx"},
+    {"", "P::BEGIN|B::|E:|Q:SAVEPOINT PGJDBC_AUTOSAVE|P::SELECT 1|B::|E:|S",
+     "1s[Q(BEGIN) Q(SAVEPOINT \"pgjdbc_autosave\")] 1F[P() B(,) E S]", "tx"},
     // a Bind of an unknown statement fails: what follows it in the batch does not run
     {"", "B::zz|E:|P::PREPARE p AS SELECT 1|B::|E:|S", "1F[B(,zz) E P() B(,) E S]", "statements=1"},
     // a batch opening with the failed transaction's end on the failed node, and binding a statement

@@ -100,5 +100,24 @@ public class JdbcCheck {
             }
             c.commit();
         }
+        // autosave=always: a SAVEPOINT before each statement, ROLLBACK TO it after an error, so the
+        // transaction goes on. It reads (balanced), writes (the primary joins with the savepoints),
+        // fails, and reads its write after pgjdbc's automatic ROLLBACK TO.
+        try (Connection c = DriverManager.getConnection(url + "&autosave=always")) {
+            c.setAutoCommit(false);
+            try (ResultSet rs = c.createStatement().executeQuery("select count(*) from " + table + " where k < 0")) {
+                rs.next();
+                out("autosave.seed", rs.getInt(1));
+            }
+            c.createStatement().execute("insert into " + table + " values (500, 'autosave')");
+            try { c.createStatement().execute("select 1/0"); } catch (SQLException e) { out("autosave.error", e.getSQLState()); }
+            try (ResultSet rs = c.createStatement().executeQuery(
+                    "select count(*), inet_server_port() from " + table + " where k = 500")) {
+                rs.next();
+                out("autosave.count", rs.getInt(1));
+                out("txautosave.port", rs.getInt(2));
+            }
+            c.commit();
+        }
     }
 }

@@ -133,6 +133,7 @@ bool Dispatcher::close_pinned_batch(Plan& plan) {
 void Dispatcher::flush_open_batch(const std::vector<NodeView>& nodes, Plan& plan) {
     batch_.append(kFlush);
     plan_batch(false, nodes, plan);
+    close_pinned_batch(plan);  // its ReadyForQuery (swallowed) is what the held Query waits for
 }
 
 bool Dispatcher::needs_idle(char type) const {

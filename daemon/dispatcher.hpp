@@ -88,8 +88,9 @@ public:
     // Before a Query or FunctionCall: ends a Flush-ended batch still open on its node (false: none).
     bool close_pinned_batch(Plan& plan);
     // Before a Query or FunctionCall: extended messages neither a Sync nor a Flush ended yet (pgjdbc's
-    // autosave: Parse/Bind/Execute BEGIN, then a Query SAVEPOINT, then its Sync) go first, ended by a
-    // Flush, as PostgreSQL runs messages in order; when one is open, call it once idle.
+    // autosave: Parse/Bind/Execute BEGIN, then a Query SAVEPOINT, then its Sync) go first, as
+    // PostgreSQL runs messages in order: ended by a Flush, then closed by a Sync of splitpool's own
+    // like a Flush-ended batch. When one is open, call it once idle and hold the Query.
     bool has_open_batch() const { return !batch_msgs_.empty(); }
     void flush_open_batch(const std::vector<NodeView>& nodes, Plan& plan);
     // Each ReadyForQuery the client sees: keeps the session model's transaction state exact and

@@ -73,13 +73,21 @@ def driver_splitpool(splitpool, cluster):
     return sp
 
 
-def test_pgjdbc_transactions_batches_errors_and_balanced_reads(driver_splitpool, cluster):
+# pgjdbc connection options that change what goes on the wire: all simple protocol, every statement
+# server-side prepared and cached, INSERT batches rewritten to multi-row ones, savepoints only when
+# a statement of the transaction may need one.
+JDBC_MODES = ["", "&preferQueryMode=simple", "&preferQueryMode=extendedCacheEverything",
+              "&reWriteBatchedInserts=true", "&autosave=conservative"]
+
+
+@pytest.mark.parametrize("options", JDBC_MODES, ids=lambda o: o.lstrip("&") or "default")
+def test_pgjdbc_transactions_batches_errors_and_balanced_reads(driver_splitpool, cluster, options):
     java = shutil.which("java")
     assert java and JDBC_JAR.exists(), "java and pgjdbc come with scripts/install-deps.sh"
 
     def program(port, table):
         return run_program([java, "-cp", str(JDBC_JAR), str(HERE / "drivers" / "JdbcCheck.java"),
-                            str(port), ss.DB, table])
+                            str(port), ss.DB, table, options])
 
     ports = compare(cluster, program, "drv_jdbc")
     check_ports(cluster, ports)

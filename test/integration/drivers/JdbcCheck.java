@@ -1,5 +1,5 @@
 // pgjdbc through splitpool or directly: prints "key<TAB>value" lines for test_drivers.py to compare.
-// Usage: java -cp postgresql.jar JdbcCheck.java PORT DATABASE TABLE
+// Usage: java -cp postgresql.jar JdbcCheck.java PORT DATABASE TABLE [URL_OPTIONS, e.g. &autosave=always]
 import java.sql.Connection;
 import java.sql.DriverManager;
 import java.sql.PreparedStatement;
@@ -14,7 +14,8 @@ public class JdbcCheck {
         String table = args[2];
         // prepareThreshold=3: from the third execution pgjdbc uses a named server-side statement.
         String url = "jdbc:postgresql://127.0.0.1:" + args[0] + "/" + args[1]
-                + "?user=postgres&sslmode=disable&prepareThreshold=3&ApplicationName=jdbc_check";
+                + "?user=postgres&sslmode=disable&prepareThreshold=3&ApplicationName=jdbc_check"
+                + (args.length > 3 ? args[3] : "");
         try (Connection c = DriverManager.getConnection(url)) {
             // Transactions: a parameterised INSERT, then a read that must see it (so: on the primary).
             c.setAutoCommit(false);

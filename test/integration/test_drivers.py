@@ -94,6 +94,7 @@ def test_pgjdbc_transactions_batches_errors_and_balanced_reads(driver_splitpool,
     assert ports["readonly"] in ss.standby_ports(cluster), f"a read-only transaction is balanced: {ports}"
     assert ports["fetchwrite"] == ss.primary_port(cluster), f"a fetch after a write: {ports}"
     assert ports["fetchread"] in ss.standby_ports(cluster), f"a fetch in a transaction that only read: {ports}"
+    assert ports["serializable"] == ss.primary_port(cluster), f"a serializable read: {ports}"
 
 
 def node_postgres():

@@ -92,6 +92,28 @@ public class JdbcCheck {
                 out(kind + ".port", seen.iterator().next());
                 c.commit();
             }
+            // The savepoint API: a write rolled back to a savepoint is gone, the one before it stays.
+            c.createStatement().execute("insert into " + table + " values (600, 'kept')");
+            java.sql.Savepoint sp = c.setSavepoint();
+            c.createStatement().execute("insert into " + table + " values (601, 'undone')");
+            c.rollback(sp);
+            try (ResultSet rs = c.createStatement().executeQuery(
+                    "select count(*), inet_server_port() from " + table + " where k in (600, 601)")) {
+                rs.next();
+                out("txsavepoint.count", rs.getInt(1));
+                out("txsavepoint.port", rs.getInt(2));
+            }
+            c.commit();
+            // SERIALIZABLE as the session's default (SET SESSION CHARACTERISTICS): reads on the primary.
+            c.setTransactionIsolation(Connection.TRANSACTION_SERIALIZABLE);
+            try (ResultSet rs = c.createStatement().executeQuery(
+                    "select current_setting('transaction_isolation'), inet_server_port()")) {
+                rs.next();
+                out("serializable.level", rs.getString(1));
+                out("serializable.port", rs.getInt(2));
+            }
+            c.commit();
+            c.setTransactionIsolation(Connection.TRANSACTION_READ_COMMITTED);
             // A read-only transaction of the seeded rows (they are on every node).
             c.setReadOnly(true);
             try (ResultSet rs = c.createStatement().executeQuery("select count(*), inet_server_port() from " + table + " where k < 0")) {

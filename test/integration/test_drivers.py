@@ -74,10 +74,12 @@ def driver_splitpool(splitpool, cluster):
 
 
 # pgjdbc connection options that change what goes on the wire: all simple protocol, every statement
-# server-side prepared and cached, INSERT batches rewritten to multi-row ones, savepoints only when
-# a statement of the transaction may need one.
+# server-side prepared and cached, only prepared statements extended, INSERT batches rewritten to
+# multi-row ones, savepoints only when a statement of the transaction may need one. (Not
+# cleanupSavepoints=true: its RELEASE of the autosave savepoint releases the program's own savepoint
+# too, and the program fails directly on PostgreSQL.)
 JDBC_MODES = ["", "&preferQueryMode=simple", "&preferQueryMode=extendedCacheEverything",
-              "&reWriteBatchedInserts=true", "&autosave=conservative"]
+              "&preferQueryMode=extendedForPrepared", "&reWriteBatchedInserts=true", "&autosave=conservative"]
 
 
 @pytest.mark.parametrize("options", JDBC_MODES, ids=lambda o: o.lstrip("&") or "default")

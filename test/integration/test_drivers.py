@@ -45,14 +45,14 @@ def split(out):
     return results, ports
 
 
-def compare(cluster, program, table):
-    """Runs `program(port, table)` directly and through splitpool with replay paused; returns the
-    proxied run's ports after checking its results equal the direct run's."""
+def compare(cluster, proxy_port, program, table):
+    """Runs `program(port, table)` directly and through splitpool (on `proxy_port`) with replay paused;
+    returns the proxied run's ports after checking its results equal the direct run's."""
     ss.make_table(cluster, table, "k int primary key, v text", f"insert into {table} values (-1, 'seed')")
     with ss.replay_paused(cluster):
         direct, _ = split(program(ss.primary_port(cluster), table))
         ss.node_sql(cluster, 0, f"truncate {table}; insert into {table} values (-1, 'seed')")
-        proxied, ports = split(program(compare.port, table))
+        proxied, ports = split(program(proxy_port, table))
     assert proxied == direct, "\n".join(f"{k}: direct {direct.get(k)!r}, splitpool {proxied.get(k)!r}"
                                         for k in sorted(set(direct) | set(proxied)) if direct.get(k) != proxied.get(k))
     return ports
@@ -68,9 +68,7 @@ def check_ports(cluster, ports):
 
 @pytest.fixture
 def driver_splitpool(splitpool, cluster):
-    sp = splitpool(backend=cluster.backends(weights=ss.WEIGHTS))
-    compare.port = sp.port
-    return sp
+    return splitpool(backend=cluster.backends(weights=ss.WEIGHTS))
 
 
 # pgjdbc connection options that change what goes on the wire: all simple protocol, every statement
@@ -91,7 +89,7 @@ def test_pgjdbc_transactions_batches_errors_and_balanced_reads(driver_splitpool,
         return run_program([java, "-cp", str(JDBC_JAR), str(HERE / "drivers" / "JdbcCheck.java"),
                             str(port), ss.DB, table, options])
 
-    ports = compare(cluster, program, "drv_jdbc")
+    ports = compare(cluster, driver_splitpool.port, program, "drv_jdbc")
     check_ports(cluster, ports)
     assert ports["readonly"] in ss.standby_ports(cluster), f"a read-only transaction is balanced: {ports}"
     assert ports["fetchwrite"] == ss.primary_port(cluster), f"a fetch after a write: {ports}"
@@ -124,6 +122,6 @@ def test_node_postgres_named_statements_transactions_and_balanced_reads(driver_s
         return run_program([shutil.which("node"), str(HERE / "drivers" / "node_check.js"), str(port), ss.DB, table],
                            env=env)
 
-    ports = compare(cluster, program, "drv_node")
+    ports = compare(cluster, driver_splitpool.port, program, "drv_node")
     check_ports(cluster, ports)
     assert ports["seeded"] in ss.standby_ports(cluster), f"the named read outside a transaction: {ports}"

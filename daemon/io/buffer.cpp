@@ -1,6 +1,7 @@
 // A growable byte buffer with read and write cursors, for incoming socket data.
 #include "daemon/io/buffer.hpp"
 
+#include <algorithm>
 #include <cstring>
 
 namespace splitpool::io {
@@ -15,7 +16,9 @@ char* Buffer::prepare(size_t min_space) {
         end_ = n;
     }
     if (capacity_ - end_ < min_space) {
-        size_t want = end_ + min_space;
+        // Doubling, as std::vector did: a large message read in 64 kB chunks is copied a few times
+        // in all, not once per chunk.
+        size_t want = std::max(end_ + min_space, 2 * capacity_);
         auto grown = std::make_unique_for_overwrite<char[]>(want);
         if (n > 0) std::memcpy(grown.get(), buf_.get(), n);
         buf_ = std::move(grown);

@@ -1,8 +1,10 @@
-// Unit tests for protocol framing: complete, partial, oversized and malformed frames.
+// Unit tests for protocol framing (complete, partial, oversized and malformed frames) and its read buffer.
 #include <doctest/doctest.h>
 
+#include <cstring>
 #include <string>
 
+#include "daemon/io/buffer.hpp"
 #include "daemon/proto/frame.hpp"
 #include "daemon/proto/writer.hpp"
 
@@ -85,4 +87,23 @@ TEST_CASE("the reader never reads past the body and stays failed") {
     Reader r2(body, 2);
     CHECK(r2.i32() == 0);
     CHECK_FALSE(r2.ok());
+}
+
+TEST_CASE("io::Buffer: keeps the data across growth and grows by doubling") {
+    splitpool::io::Buffer b;
+    const char* last = nullptr;
+    int moves = 0;
+    for (int chunk = 0; chunk < 1000; ++chunk) {  // a 64 MB message read 64 kB at a time
+        char* dst = b.prepare(65536);
+        if (b.data() != last) ++moves, last = b.data();
+        std::memset(dst, char('a' + chunk % 26), 65536);
+        b.commit(65536);
+    }
+    CHECK(b.size() == size_t(1000) * 65536);
+    CHECK(moves <= 12);  // log2(1000) + 2: not once per chunk
+    for (int chunk = 0; chunk < 1000; chunk += 97) CHECK(b.data()[size_t(chunk) * 65536] == char('a' + chunk % 26));
+    b.consume(b.size() - 3);
+    CHECK(b.size() == 3);
+    b.append("xyz", 3);
+    CHECK(std::string(b.data(), b.size()) == std::string(3, char('a' + 999 % 26)) + "xyz");
 }

@@ -53,6 +53,7 @@ LIB_SRCS := \
 	daemon/supervisor.cpp \
 	daemon/child.cpp \
 	daemon/auth_state.cpp \
+	daemon/secure_random.cpp \
 	daemon/session.cpp \
 	daemon/relay.cpp \
 	daemon/dispatcher.cpp \

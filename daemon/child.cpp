@@ -4,10 +4,8 @@
 
 #include <fcntl.h>
 #include <ev.h>
-#include <openssl/rand.h>
 #include <sys/epoll.h>
 #include <sys/prctl.h>
-#include <sys/random.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -27,6 +25,7 @@
 #include "daemon/io/conn.hpp"
 #include "daemon/io/tls.hpp"
 #include "daemon/log.hpp"
+#include "daemon/secure_random.hpp"
 #include "daemon/session.hpp"
 #include "daemon/supervisor.hpp"
 
@@ -152,10 +151,8 @@ private:
             g_loop = loop;  // the signal handler wakes it from now on
         }
         if (!rng_) {
-            // getrandom, not RAND_bytes: OpenSSL's generator reseeds in a forked child on first use
-            // and dirties its state pages (and maps more of libcrypto).
-            unsigned char random[24];
-            if (getrandom(random, sizeof random, 0) != ssize_t(sizeof random)) RAND_bytes(random, sizeof random);
+            unsigned char random[24] = {};
+            secure_random(random, sizeof random);
             digest_salt_.assign(reinterpret_cast<const char*>(random), 16);
             uint64_t seed;
             memcpy(&seed, random + 16, sizeof seed);

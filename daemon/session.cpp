@@ -2,9 +2,7 @@
 // backend connection set, the relay, and returning the set to the pool.
 #include "daemon/session.hpp"
 
-#include <openssl/rand.h>
 #include <poll.h>
-#include <sys/random.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -19,6 +17,7 @@
 #include "daemon/proto/frame.hpp"
 #include "daemon/proto/writer.hpp"
 #include "daemon/relay.hpp"
+#include "daemon/secure_random.hpp"
 
 namespace splitpool::daemon {
 namespace {
@@ -454,10 +453,7 @@ void Session::send_greeting() {
     // The client sees the primary's pid, so pg_backend_pid() matches BackendKeyData; the secret is
     // new for every session so a previous client of this pooled connection cannot cancel this one.
     client_pid_ = primary ? primary->pid : getpid();
-    // getrandom first: RAND_bytes per session was ~6,600 instructions and a getpid (its fork check).
-    if (getrandom(&client_secret_, sizeof client_secret_, 0) != ssize_t(sizeof client_secret_) &&
-        RAND_bytes(reinterpret_cast<unsigned char*>(&client_secret_), sizeof client_secret_) != 1)
-        client_secret_ = static_cast<uint32_t>(random());
+    if (!secure_random(&client_secret_, sizeof client_secret_)) client_secret_ = static_cast<uint32_t>(random());
     publish_backend_keys();
     std::string out;
     proto::put_auth_request(out, 0);

@@ -130,10 +130,12 @@ bool Dispatcher::close_pinned_batch(Plan& plan) {
     return true;
 }
 
-void Dispatcher::flush_open_batch(const std::vector<NodeView>& nodes, Plan& plan) {
-    batch_.append(kFlush);
-    plan_batch(false, nodes, plan);
-    close_pinned_batch(plan);  // its ReadyForQuery (swallowed) is what the held Query waits for
+bool Dispatcher::end_batch_before_query(const std::vector<NodeView>& nodes, Plan& plan) {
+    if (has_open_batch()) {
+        batch_.append(kFlush);
+        plan_batch(false, nodes, plan);  // pins it to its node, which close_pinned_batch then ends
+    }
+    return close_pinned_batch(plan);  // its ReadyForQuery (swallowed) is what the held Query waits for
 }
 
 bool Dispatcher::needs_idle(char type) const {

@@ -85,14 +85,14 @@ public:
     void on_message(char type, const char* msg, size_t size, const std::vector<NodeView>& nodes, Plan& plan);
     int primary() const { return primary_; }
     int load_balance_node() const { return model_.load_balance_node; }
-    // Before a Query or FunctionCall: ends a Flush-ended batch still open on its node (false: none).
-    bool close_pinned_batch(Plan& plan);
-    // Before a Query or FunctionCall: extended messages neither a Sync nor a Flush ended yet (pgjdbc's
-    // autosave: Parse/Bind/Execute BEGIN, then a Query SAVEPOINT, then its Sync) go first, as
-    // PostgreSQL runs messages in order: ended by a Flush, then closed by a Sync of splitpool's own
-    // like a Flush-ended batch. When one is open, call it once idle and hold the Query.
+    // Before a Query or FunctionCall, which PostgreSQL runs after the messages sent before it: ends
+    // the batch those messages left open, with a Sync of splitpool's own on its node. A Flush-ended
+    // batch (asyncpg) is already there; extended messages neither a Sync nor a Flush ended (pgjdbc's
+    // autosave: Parse/Bind/Execute BEGIN, a Query SAVEPOINT, then its Sync) are sent first, ended by
+    // a Flush: call it once idle when has_open_batch(). False when nothing was open; else the Query
+    // waits until what `plan` sends is answered.
+    bool end_batch_before_query(const std::vector<NodeView>& nodes, Plan& plan);
     bool has_open_batch() const { return !batch_msgs_.empty(); }
-    void flush_open_batch(const std::vector<NodeView>& nodes, Plan& plan);
     // Each ReadyForQuery the client sees: keeps the session model's transaction state exact and
     // publishes the writes of a finished transaction (read_your_writes_window).
     void note_ready(char status);
@@ -170,6 +170,7 @@ private:
     void answer_error(std::string_view sqlstate, const std::string& message, const std::vector<NodeView>& nodes, Plan& plan);
     std::string replay_of_bind(const Run& run) const;
 
+    bool close_pinned_batch(Plan& plan);  // a Sync for the Flush-ended batch still open on its node
     void apply_admin_overlay();
     const RoutingPolicy& policy() const { return session_policy_ ? *session_policy_ : ctx_.policy; }
     const shm::NodeSnapshot& snapshot() const;  // refreshes snapshot_

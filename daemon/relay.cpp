@@ -238,18 +238,12 @@ Relay::Step Relay::handle_client_message(char type, const char* data, size_t siz
         lost_in_transaction_ = -1;
         return Step::Next;
     }
-    if ((type == 'Q' || type == 'F') && ctx_.dispatcher.has_open_batch()) {
-        if (!idle()) return Step::Hold;
-        Plan flush;  // the extended messages before it run first; the Query comes back once answered
-        ctx_.dispatcher.flush_open_batch(node_views(), flush);
-        client_out_ += flush.client_reply;
-        for (Send& send : flush.sends)
-            if (!execute(send)) return Step::Stop;
-        return Step::Hold;
-    }
     if (type == 'Q' || type == 'F') {
+        // The extended messages before it run first; the Query comes back once they are answered.
+        if (ctx_.dispatcher.has_open_batch() && !idle()) return Step::Hold;
         Plan close;
-        if (ctx_.dispatcher.close_pinned_batch(close)) {
+        if (ctx_.dispatcher.end_batch_before_query(node_views(), close)) {
+            client_out_ += close.client_reply;
             for (Send& send : close.sends)
                 if (!execute(send)) return Step::Stop;
             return Step::Hold;

@@ -292,7 +292,7 @@ struct Frontend {
         if (type == 'd' || type == 'c' || type == 'f') return true;  // COPY data: the relay forwards it
         if (type == 'Q' || type == 'F') {
             daemon::Plan close;
-            if (dispatcher.close_pinned_batch(close)) execute(close);
+            if (dispatcher.end_batch_before_query(nodes, close)) execute(close);
         }
         (void)dispatcher.needs_idle(type);  // every plan here completes at once: always idle
         daemon::Plan plan;

@@ -170,8 +170,7 @@ struct Harness {
                 continue;
             }
             Plan plan;
-            if ((step[0] == 'Q' || step[0] == 'F') && dispatcher->has_open_batch()) dispatcher->flush_open_batch(nodes, plan);
-            if (step[0] == 'Q' || step[0] == 'F') dispatcher->close_pinned_batch(plan);
+            if (step[0] == 'Q' || step[0] == 'F') dispatcher->end_batch_before_query(nodes, plan);
             std::string m = message(step);
             dispatcher->on_message(step[0], m.data(), m.size(), nodes, plan);
             if (plan.sends.empty() && plan.client_reply.empty()) continue;
